@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make lab    set up (first time) and open the course in JupyterLab
+#   make test   set up (first time) and run the whole test suite, notebooks included
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8888
+PYTEST_ARGS ?=
+
+.PHONY: lab setup setup-dev test test-unit test-notebooks test-browser exercises site doctor clean
+
+lab: setup
+	$(PY) -m llmlab doctor --no-compile || true
+	$(PY) -m jupyter lab --notebook-dir=. --port=$(PORT) $(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) \
+	  --ServerApp.default_url=/lab/tree/notebooks/00_welcome.ipynb $(LAB_ARGS)
+
+setup:
+	@scripts/bootstrap.sh
+
+setup-dev:
+	@scripts/bootstrap.sh dev
+
+test: setup-dev
+	$(PY) -m llmlab course build --check
+	LLMLAB_FAST=1 $(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider \
+	  tests notebooks solutions exercises $(PYTEST_ARGS)
+
+test-unit: setup-dev
+	$(PY) -m pytest tests -m "not browser" $(PYTEST_ARGS)
+
+test-browser: setup-dev
+	$(PY) -m pytest tests -m browser $(PYTEST_ARGS)
+
+exercises: setup
+	$(PY) -m llmlab course build
+
+doctor: setup
+	$(PY) -m llmlab doctor
+
+clean:
+	rm -rf $(VENV) docs/_build .pytest_cache

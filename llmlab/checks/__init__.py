@@ -1,0 +1,43 @@
+"""Exercise checks: instant, specific feedback on a learner's implementation.
+
+    >>> from llmlab.checks import check
+    >>> check("attention.softmax", my_softmax)       # doctest: +SKIP
+    ✔ attention.softmax — 7 checks passed
+
+Each chapter's exercises live in a module named after the chapter (attention.py, ...);
+`exercises()` lists them all with their signatures and points.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from llmlab.checks.core import REGISTRY, CheckFailed, Exercise, check, evaluate, get_exercise
+
+# chapter modules, in course order; importing one registers its exercises
+CHAPTERS = ("tokenization", "embeddings", "attention", "positional", "block", "gpt", "training", "generation")
+
+_loaded = False
+
+
+def load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name in CHAPTERS:
+        try:
+            importlib.import_module(f"llmlab.checks.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"llmlab.checks.{name}":
+                raise
+
+
+def exercises() -> list[dict]:
+    """Every exercise: id, signature, points, number of checks. Printed as a table too."""
+    load_all()
+    rows = [dict(id=ex.id, signature=ex.signature, points=ex.points, checks=len(ex.probes)) for ex in REGISTRY.values()]
+    return rows
+
+
+__all__ = ["CheckFailed", "Exercise", "check", "evaluate", "exercises", "get_exercise", "load_all", "REGISTRY"]

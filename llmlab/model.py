@@ -1,0 +1,238 @@
+"""The GPT: token embeddings -> N transformer blocks -> a final norm -> logits over the vocabulary.
+
+Follows GPT-2 (Radford et al. 2019) as nanoGPT writes it: pre-LN blocks, GELU MLP of
+width 4C, weight tying between the token embedding and the output layer, and GPT-2's
+initialisation. Names match GPT-2's checkpoint (`wte`, `c_attn`, `c_fc`, `c_proj`,
+`ln_f`) except learned positions, which live at `pos.wpe`.
+
+Left out on purpose: loading OpenAI's weights, mixture of experts, grouped-query attention.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmlab.attention import KVCache, MultiHeadAttention
+from llmlab.positional import make_positional
+
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi")
+NORMS = ("layernorm", "rmsnorm")
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 50257  # GPT-2's BPE vocabulary
+    block_size: int = 1024  # the longest context the model sees (T max)
+    n_layer: int = 12  # transformer blocks
+    n_head: int = 12  # attention heads per block (H)
+    n_embd: int = 768  # model width (C); each head gets D = C / H
+    dropout: float = 0.0  # on attention weights and residual branches; 0 for small data
+    bias: bool = True  # biases in Linear layers and norms, as GPT-2
+    tied: bool = True  # output layer shares the token embedding matrix (weight tying)
+    pos_encoding: str = "learned"  # one of POS_ENCODINGS
+    norm: str = "layernorm"  # one of NORMS
+    prenorm: bool = True  # pre-LN (GPT-2) or post-LN (the original Transformer)
+    rope_base: float = 10000.0  # base of the sinusoidal / RoPE frequencies
+    fast_attention: bool = True  # use F.scaled_dot_product_attention
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}={v!r}: expected a positive integer")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head needs n_embd / n_head channels")
+        if self.pos_encoding == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"pos_encoding='rope' needs an even head width, but n_embd / n_head = {self.n_embd // self.n_head}")
+        if self.pos_encoding == "sinusoidal" and self.n_embd % 2:
+            raise ValueError(f"pos_encoding='sinusoidal' needs an even n_embd, got {self.n_embd}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout}: expected a probability in [0, 1)")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"pos_encoding={self.pos_encoding!r}: expected one of {', '.join(POS_ENCODINGS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm={self.norm!r}: expected one of {', '.join(NORMS)}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- normalisation
+def layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) * weight + bias over the last axis, biased variance (divide by C)."""
+    mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+    var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
+    y = (x - mean) / torch.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1). The math is
+    `layer_norm` above; the module calls the fused F.layer_norm, which tests prove equal."""
+
+    def __init__(self, ndim: int, bias: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight: LayerNorm without centring (Zhang & Sennrich 2019)."""
+
+    def __init__(self, ndim: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    return LayerNorm(cfg.n_embd, bias=cfg.bias) if cfg.norm == "layernorm" else RMSNorm(cfg.n_embd)
+
+
+# ----------------------------------------------------------------------------- the block
+class MLP(nn.Module):
+    """Position-wise feed-forward: C -> 4C -> GELU -> C."""
+
+    def __init__(self, n_embd: int, bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+
+
+class Block(nn.Module):
+    """Communicate (attention), then compute (MLP), each on a residual branch.
+
+    pre-LN:  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))     (GPT-2; trains stably when deep)
+    post-LN: x = ln_1(x + attn(x));  x = ln_2(x + mlp(x))     (the 2017 Transformer)
+    """
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = make_norm(cfg)
+        self.attn = MultiHeadAttention(cfg.n_embd, cfg.n_head, causal=True, bias=cfg.bias, dropout=cfg.dropout, fast=cfg.fast_attention)
+        self.ln_2 = make_norm(cfg)
+        self.mlp = MLP(cfg.n_embd, cfg.bias, cfg.dropout)
+        self.prenorm = cfg.prenorm
+
+    def forward(self, x: torch.Tensor, positions: nn.Module | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        if self.prenorm:
+            x = x + self.attn(self.ln_1(x), positions, cache)
+            return x + self.mlp(self.ln_2(x))
+        x = self.ln_1(x + self.attn(x, positions, cache))
+        return self.ln_2(x + self.mlp(x))
+
+
+# ----------------------------------------------------------------------------- the GPT
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+                pos=make_positional(cfg.pos_encoding, block_size=cfg.block_size, n_embd=cfg.n_embd, n_head=cfg.n_head, base=cfg.rope_base),
+                drop=nn.Dropout(cfg.dropout),
+                h=nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)]),
+                ln_f=make_norm(cfg),
+            )
+        )
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tied:
+            self.lm_head.weight = self.transformer.wte.weight  # one matrix, two uses
+        for i, block in enumerate(self.transformer.h):
+            block.attn.layer_idx = i
+        self.apply(self._init_weights)
+        # GPT-2: scale the init of each residual branch's output by 1/sqrt(2 * n_layer),
+        # so the variance of the residual stream does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Parameters, each shared tensor counted once. non_embedding drops positions and (untied) wte."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            pos = self.transformer.pos
+            if hasattr(pos, "wpe"):
+                n -= pos.wpe.weight.numel()
+        return n
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx: LongTensor[B, T] -> logits[B, T, V], and the mean cross-entropy if targets given."""
+        if idx.dim() != 2:
+            raise ValueError(f"idx: expected a LongTensor of shape (B, T), got shape {tuple(idx.shape)}")
+        B, T = idx.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.block_size and self.config.pos_encoding == "learned":
+            raise ValueError(f"idx: sequence length {past + T} exceeds block_size={self.config.block_size}")
+        x = self.transformer.wte(idx)  # (B, T, C)
+        pe = self.transformer.pos.embed(T, offset=past)  # (T, C) or None
+        if pe is not None:
+            x = x + pe
+        x = self.transformer.drop(x)
+        for block in self.transformer.h:
+            x = block(x, self.transformer.pos, cache)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x)  # (B, T, V)
+        if cache is not None:
+            cache.length = past + T
+        loss = None
+        if targets is not None:
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets: expected shape {tuple(idx.shape)} like idx, got {tuple(targets.shape)}")
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+
+def count_parameters(vocab_size: int, block_size: int, n_layer: int, n_embd: int, tied: bool = True, bias: bool = True) -> int:
+    """Closed-form parameter count of the course's GPT (learned positions, 4x MLP, final LayerNorm).
+
+    >>> count_parameters(50257, 1024, 12, 768)   # GPT-2 small
+    124439808
+    """
+    C, b = n_embd, int(bias)
+    ln = C + b * C  # weight (+ bias)
+    attn = C * 3 * C + b * 3 * C + C * C + b * C  # c_attn + c_proj
+    mlp = C * 4 * C + b * 4 * C + 4 * C * C + b * C  # c_fc + c_proj
+    per_layer = 2 * ln + attn + mlp
+    embeddings = vocab_size * C + block_size * C
+    head = 0 if tied else vocab_size * C
+    return embeddings + n_layer * per_layer + ln + head

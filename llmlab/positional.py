@@ -1,0 +1,144 @@
+"""Positional encodings: attention alone cannot tell "dog bites man" from "man bites dog".
+
+Four schemes, selectable with `GPTConfig.pos_encoding`:
+
+* "learned"     a trainable vector per position, added to the token embedding (GPT-2).
+* "sinusoidal"  fixed sines and cosines of geometric frequencies, added (Vaswani et al. 2017):
+                PE[p, 2i] = sin(p / base^(2i/d)),  PE[p, 2i+1] = cos(p / base^(2i/d)).
+* "rope"        rotate each pair (q[2i], q[2i+1]) (and k) by the angle p * base^(-2i/D)
+                (Su et al. 2021, RoFormer); q.k then depends only on the *relative* position.
+* "alibi"       no embedding at all: subtract slope_h * distance from head h's scores
+                (Press et al. 2022); extrapolates to longer contexts.
+
+Every scheme answers the same three questions, so attention needs no flags:
+`embed(T, offset)` (added to the input, or None), `rotate(q, k, offset)` and
+`attn_bias(Tq, Tk, offset)` (added to the scores, or None).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sinusoidal_encoding(T: int, d: int, base: float = 10000.0) -> torch.Tensor:
+    """Tensor[T, d] with PE[p, 2i] = sin(p / base^(2i/d)) and PE[p, 2i+1] = cos(same): interleaved."""
+    if d % 2:
+        raise ValueError(f"d={d}: sinusoidal encodings need an even width")
+    pos = torch.arange(T, dtype=torch.float32)[:, None]  # (T, 1)
+    inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)  # (d/2,)
+    angles = pos * inv_freq[None, :]  # (T, d/2)
+    pe = torch.empty(T, d)
+    pe[:, 0::2] = angles.sin()
+    pe[:, 1::2] = angles.cos()
+    return pe
+
+
+def rope_angles(T: int, D: int, base: float = 10000.0, offset: int = 0, device=None) -> torch.Tensor:
+    """angles[p, i] = (offset + p) * base^(-2i/D): Tensor[T, D/2]."""
+    pos = torch.arange(offset, offset + T, dtype=torch.float32, device=device)  # (T,)
+    inv_freq = base ** (-torch.arange(0, D, 2, dtype=torch.float32, device=device) / D)  # (D/2,)
+    return pos[:, None] * inv_freq[None, :]  # (T, D/2)
+
+
+def apply_rope(x: torch.Tensor, base: float = 10000.0, offset: int = 0) -> torch.Tensor:
+    """Rotate each pair (x[..., 2i], x[..., 2i+1]) at position p by p * base^(-2i/D).
+
+    x: [..., T, D] -> same shape and dtype. Pairs are *adjacent* channels (the paper's
+    form); some codebases rotate the two halves instead (GPT-NeoX's "rotate_half"), which
+    is the same idea on a permuted basis but gives different numbers.
+    """
+    T, D = x.shape[-2], x.shape[-1]
+    if D % 2:
+        raise ValueError(f"x: RoPE needs an even last dimension, got shape {tuple(x.shape)}")
+    theta = rope_angles(T, D, base, offset, x.device)  # (T, D/2)
+    cos, sin = theta.cos(), theta.sin()
+    xf = x.float().unflatten(-1, (D // 2, 2))  # (..., T, D/2, 2)
+    x1, x2 = xf[..., 0], xf[..., 1]  # (..., T, D/2) each
+    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (..., T, D/2, 2)
+    return out.flatten(-2).to(x.dtype)  # (..., T, D)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """The geometric slopes of ALiBi: 2^(-8/H), 2^(-16/H), ... (H a power of two); for other H
+    the paper interleaves the slopes of the two nearest powers of two."""
+    def pow2(n: int) -> list[float]:
+        start = 2 ** (-8 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        return torch.tensor(pow2(n_heads))
+    closest = 2 ** math.floor(math.log2(n_heads))
+    return torch.tensor(pow2(closest) + pow2(2 * closest)[0::2][: n_heads - closest])
+
+
+class PositionalScheme(nn.Module):
+    """The do-nothing scheme; subclasses override what they change."""
+
+    def embed(self, T: int, offset: int = 0) -> torch.Tensor | None:
+        return None
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return q, k
+
+    def attn_bias(self, Tq: int, Tk: int, offset: int = 0) -> torch.Tensor | None:
+        return None
+
+
+class LearnedPositions(PositionalScheme):
+    def __init__(self, block_size: int, n_embd: int):
+        super().__init__()
+        self.wpe = nn.Embedding(block_size, n_embd)
+
+    def embed(self, T: int, offset: int = 0) -> torch.Tensor:
+        if offset + T > self.wpe.num_embeddings:
+            raise ValueError(f"sequence of {offset + T} positions is longer than block_size={self.wpe.num_embeddings} (learned positions cannot extrapolate)")
+        pos = torch.arange(offset, offset + T, device=self.wpe.weight.device)  # (T,)
+        return self.wpe(pos)  # (T, C)
+
+
+class SinusoidalPositions(PositionalScheme):
+    def __init__(self, block_size: int, n_embd: int, base: float = 10000.0):
+        super().__init__()
+        self.n_embd, self.base = n_embd, base
+        self.register_buffer("pe", sinusoidal_encoding(block_size, n_embd, base), persistent=False)  # (block_size, C)
+
+    def embed(self, T: int, offset: int = 0) -> torch.Tensor:
+        if offset + T > self.pe.size(0):  # beyond the table: compute, sinusoids extrapolate
+            return sinusoidal_encoding(offset + T, self.n_embd, self.base)[offset:].to(self.pe.device)
+        return self.pe[offset : offset + T]
+
+
+class RoPE(PositionalScheme):
+    def __init__(self, base: float = 10000.0):
+        super().__init__()
+        self.base = base
+
+    def rotate(self, q, k, offset: int = 0):
+        return apply_rope(q, self.base, offset), apply_rope(k, self.base, offset)
+
+
+class ALiBi(PositionalScheme):
+    def __init__(self, n_heads: int):
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)  # (H,)
+
+    def attn_bias(self, Tq: int, Tk: int, offset: int = 0) -> torch.Tensor:
+        qpos = torch.arange(offset, offset + Tq, device=self.slopes.device)  # (Tq,)
+        kpos = torch.arange(Tk, device=self.slopes.device)  # (Tk,)
+        dist = (qpos[:, None] - kpos[None, :]).abs().float()  # (Tq, Tk)
+        return -self.slopes[:, None, None] * dist  # (H, Tq, Tk)
+
+
+def make_positional(kind: str, *, block_size: int, n_embd: int, n_head: int, base: float = 10000.0) -> PositionalScheme:
+    if kind == "learned":
+        return LearnedPositions(block_size, n_embd)
+    if kind == "sinusoidal":
+        return SinusoidalPositions(block_size, n_embd, base)
+    if kind == "rope":
+        return RoPE(base)
+    if kind == "alibi":
+        return ALiBi(n_head)
+    raise ValueError(f"pos_encoding={kind!r}: expected one of 'learned', 'sinusoidal', 'rope', 'alibi'")
