@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 lab: setup
 	$(PY) -m llmlab doctor --no-compile || true
 	$(PY) -m jupyter lab --notebook-dir=. --port=$(PORT) $(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) \
-	  --ServerApp.default_url=/lab/tree/notebooks/00_welcome.ipynb $(LAB_ARGS)
+	  --LabApp.default_url=/lab/tree/notebooks/00_welcome.ipynb $(LAB_ARGS)
 
 setup:
 	@scripts/bootstrap.sh
