@@ -29,7 +29,11 @@ test-unit: setup-dev
 	$(PY) -m pytest tests -m "not browser" $(PYTEST_ARGS)
 
 test-browser: setup-dev
-	$(PY) -m pytest tests -m browser $(PYTEST_ARGS)
+	LLMLAB_FAST=1 $(PY) -m pytest tests -m browser -p no:cacheprovider $(PYTEST_ARGS)
+
+# The course website (Jupyter Book 1, offline, warnings are errors) -> docs/_build/html/index.html
+site: setup-dev
+	$(PY) docs/build_site.py
 
 exercises: setup
 	$(PY) -m llmlab course build

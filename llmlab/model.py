@@ -193,6 +193,8 @@ class GPT(nn.Module):
             pos = self.transformer.pos
             if hasattr(pos, "wpe"):
                 n -= pos.wpe.weight.numel()
+            if not self.config.tied:  # tied, wte is also the output layer's weight and stays counted
+                n -= self.transformer.wte.weight.numel()
         return n
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

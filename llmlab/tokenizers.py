@@ -22,7 +22,9 @@ from pathlib import Path
 
 # GPT-2's pre-tokenization pattern, written for Python's `re` (letters = [^\W\d_]).
 # Merges never cross these chunk boundaries, so " the" and "the." stay separate words.
-GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+"""
+# "_" is in \w but is neither a letter nor a digit: like GPT-2 (\p{L}, \p{N}) we count it
+# with the punctuation, or re.findall would silently drop every underscore.
+GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""
 
 
 # ----------------------------------------------------------------------------- BPE pieces

@@ -12,6 +12,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 os.environ.setdefault("LLMLAB_FAST", "1")  # notebook kernels inherit this: short training cells
 os.environ.setdefault("LLMLAB_DEVICE", "cpu")
+# Two pytest workers on two cores: one torch thread each (kernels inherit it), or they thrash.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_configure(config):

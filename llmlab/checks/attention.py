@@ -13,6 +13,11 @@ from llmlab import attention as ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, equal, randn, register
 
 # ----------------------------------------------------------------------------- softmax
+def _stable_exp(x, dim):
+    """exp(x - max) with the max taken along `dim`: the right first half of a softmax."""
+    return (x - x.amax(dim=dim, keepdim=True)).exp()
+
+
 def _softmax_sum(fn, x, dim):
     return fn(x, dim=dim).sum(dim=dim)
 
@@ -48,6 +53,8 @@ register(Exercise(
     mistakes=[
         Mistake("you normalised over the wrong axis: sum over `dim` (with keepdim=True), not over axis 0",
                 lambda x, dim=-1: x.exp() / x.exp().sum(dim=0, keepdim=True)),
+        Mistake("you normalised over the wrong axis: sum over `dim` (with keepdim=True), not over axis 0",
+                lambda x, dim=-1: _stable_exp(x, dim) / _stable_exp(x, dim).sum(dim=0, keepdim=True)),
         Mistake("your function ignores `dim` and always uses the last axis",
                 lambda x, dim=-1: F.softmax(x, dim=-1)),
         Mistake("exp() overflowed: subtract the maximum of each row (x - x.amax(dim, keepdim=True)) before exponentiating",
@@ -76,6 +83,8 @@ register(Exercise(
         Mistake("each token must be able to attend to itself: keep the diagonal (torch.tril(..., diagonal=0))",
                 lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1)),
         Mistake("return a BoolTensor (dtype=torch.bool), not 0/1 numbers", lambda T: torch.ones(T, T).tril()),
+        Mistake("you marked the positions to *block* (j > i); here True means 'may attend' (j <= i): use torch.tril, or negate your mask",
+                lambda T: torch.ones(T, T, dtype=torch.bool).triu(1)),
     ],
 ))
 
@@ -181,7 +190,7 @@ def _mha_future(cls, C, H, causal, x, *w):
         return m(x2)[:, :3] - m(x)[:, :3]
 
 
-def _mha_variant(order="qkv", split="bthd", proj=True, causal_ok=True, scale=True, merge="bthd"):
+def _mha_variant(order="qkv", split="bthd", proj=True, causal_ok=True, scale=True, merge="bthd", always_causal=False, scale_by="D", axis=-1):
     class WrongMHA(torch.nn.Module):
         def __init__(self, d_model, n_heads, causal=True):
             super().__init__()
@@ -198,10 +207,10 @@ def _mha_variant(order="qkv", split="bthd", proj=True, causal_ok=True, scale=Tru
                 q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in (q, k, v))
             else:  # reshaping straight to (B, H, T, D) scrambles tokens and heads
                 q, k, v = (t.reshape(B, H, T, D) for t in (q, k, v))
-            s = q @ k.transpose(-2, -1) / (math.sqrt(D) if scale else 1.0)
-            if self.causal and causal_ok:
+            s = q @ k.transpose(-2, -1) / (math.sqrt(D if scale_by == "D" else C) if scale else 1.0)
+            if (self.causal or always_causal) and causal_ok:
                 s = s.masked_fill(~ref.causal_mask(T), float("-inf"))
-            y = F.softmax(s, dim=-1) @ v  # (B, H, T, D)
+            y = F.softmax(s, dim=axis) @ v  # (B, H, T, D)
             y = y.transpose(1, 2).reshape(B, T, C) if merge == "bthd" else y.reshape(B, T, C)
             return self.c_proj(y) if proj else y
     return WrongMHA
@@ -228,5 +237,8 @@ register(Exercise(
         Mistake("the concatenated heads must go through the output projection c_proj", _mha_variant(proj=False)),
         Mistake("apply the causal mask when causal=True", _mha_variant(causal_ok=False)),
         Mistake("scale the scores by 1/sqrt(D), with D = C / H the head width", _mha_variant(scale=False)),
+        Mistake("scale by the head width D = C / H, not the model width C: each head's dot products sum over D channels", _mha_variant(scale_by="C")),
+        Mistake("with causal=False every token may attend to every other; your module masks the future regardless", _mha_variant(always_causal=True)),
+        Mistake("each query's weights must sum to 1 over the keys: softmax over the last axis (dim=-1)", _mha_variant(axis=-2)),
     ],
 ))

@@ -1,0 +1,156 @@
+"""Chapter 02's checks: each passes the reference and the code of solutions/02_embeddings.ipynb,
+accepts other correct ways of writing it (indexing instead of the matmul, F.normalize,
+logsumexp), and rejects a bank of realistic wrong implementations — the known mistakes
+with their own hint, and more that crash, lose autograd or return the wrong dtype/shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llmlab.checks import REGISTRY, CheckFailed, check, load_all
+
+load_all()
+SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "02_embeddings.ipynb"
+CONTRACT = {  # the exercise contract of the course: ids and signatures are fixed
+    "embeddings.one_hot_embedding": "one_hot_embedding(ids: LongTensor[...], weight: Tensor[V, C]) -> Tensor[..., C]",
+    "embeddings.cosine_similarity": "cosine_similarity(a: Tensor[..., C], b: Tensor[..., C]) -> Tensor[...]",
+    "embeddings.cross_entropy": "cross_entropy(logits: Tensor[N, V], targets: LongTensor[N]) -> Tensor[]",
+}
+IDS = list(CONTRACT)
+
+
+@pytest.fixture(scope="module")
+def solution() -> dict:
+    """Exec the notebook's first code cell (imports) and its exercise cells, recording the check calls."""
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code"]
+    ns: dict = {}
+    exec(compile(cells[0], SOLUTION.name, "exec"), ns)
+    calls: list = []
+    ns["check"] = lambda eid, fn, *a, **k: calls.append((eid, fn))
+    for src in cells[1:]:
+        if "### BEGIN SOLUTION" in src:
+            exec(compile(src, SOLUTION.name, "exec"), ns)
+    ns["__checked__"] = calls
+    return ns
+
+
+def rejects(eid: str, impl) -> CheckFailed:
+    with pytest.raises(CheckFailed) as info:
+        check(eid, impl, quiet=True)
+    return info.value
+
+
+# ----------------------------------------------------------------------------- contract and sources
+def test_contract_ids_and_signatures():
+    assert [e for e in REGISTRY if e.startswith("embeddings.")] == IDS
+    for eid, sig in CONTRACT.items():
+        assert REGISTRY[eid].signature.startswith(sig)
+
+
+def test_solution_metadata_lists_the_exercises():
+    meta = nbformat.read(str(SOLUTION), as_version=4).metadata["llmlab"]
+    assert meta == {"assignment": "02_embeddings", "exercises": IDS}
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_reference_passes(eid, capsys):
+    assert check(eid, REGISTRY[eid].reference) is True
+    assert capsys.readouterr().out == f"✔ {eid} — {len(REGISTRY[eid].probes)} checks passed\n"
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_solution_notebook_passes(solution, eid):
+    name = eid.split(".")[1]
+    assert (eid, solution[name]) in solution["__checked__"]  # the cell checks its own function under its id
+    assert check(eid, solution[name], quiet=True) is True
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_stub_is_not_implemented_yet(eid, capsys):
+    def stub(*args):
+        raise NotImplementedError()
+
+    assert check(eid, stub) is None
+    assert capsys.readouterr().out == f"… {eid}: not implemented yet\n"
+
+
+# ----------------------------------------------------------------------------- the known mistakes
+MISTAKES = [(eid, k) for eid in IDS for k in range(len(REGISTRY[eid].mistakes))]
+
+
+@pytest.mark.parametrize("eid, k", MISTAKES, ids=[f"{e.split('.')[1]}-{k}" for e, k in MISTAKES])
+def test_known_mistake_is_rejected_with_its_hint(eid, k):
+    m = REGISTRY[eid].mistakes[k]
+    err = rejects(eid, m.impl)
+    assert err.hint == m.hint
+    assert "expected" in err.message
+
+
+def test_every_exercise_has_a_bank_of_mistakes():
+    assert {eid: len(REGISTRY[eid].mistakes) for eid in IDS} == {
+        "embeddings.one_hot_embedding": 3, "embeddings.cosine_similarity": 5, "embeddings.cross_entropy": 7}
+
+
+# ----------------------------------------------------------------------------- more wrong implementations
+def ce_no_grad(z, y):
+    with torch.no_grad():
+        return F.cross_entropy(z, y)
+
+
+def ce_gather_dim0(z, y):
+    return -F.log_softmax(z, dim=1).gather(0, y[None, :]).mean()
+
+
+WRONG = [
+    # one_hot_embedding
+    ("embeddings.one_hot_embedding", lambda ids, w: F.one_hot(ids).to(w.dtype) @ w, "num_classes"),  # V guessed from the batch
+    ("embeddings.one_hot_embedding", lambda ids, w: F.one_hot(ids, w.size(0)).float() @ w, "your code raised RuntimeError"),  # float32 one-hot, float64 weight
+    ("embeddings.one_hot_embedding", lambda ids, w: F.one_hot(ids, w.size(0)).to(w.dtype) @ w.T, "your code raised RuntimeError"),
+    ("embeddings.one_hot_embedding", lambda ids, w: w @ F.one_hot(ids, w.size(0)).to(w.dtype), "your code raised RuntimeError"),
+    ("embeddings.one_hot_embedding", lambda ids, w: F.one_hot(ids, w.size(0)).to(w.dtype), "shape"),
+    ("embeddings.one_hot_embedding", lambda ids, w: F.one_hot(ids, w.size(0)) @ w.long(), "dtype"),
+    ("embeddings.one_hot_embedding", lambda ids, w: torch.tensor(w[ids].tolist(), dtype=w.dtype), "weight.grad"),
+    ("embeddings.one_hot_embedding", lambda ids, w: (F.one_hot(ids, w.size(0)).to(w.dtype) @ w).numpy(), "torch.Tensor"),
+    # cosine_similarity
+    ("embeddings.cosine_similarity", lambda a, b: (a * b).sum(-1) / (a.norm() * b.norm()), "values differ"),  # one norm over everything
+    ("embeddings.cosine_similarity", lambda a, b: (a * b).sum(-1, keepdim=True) / (a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True)).clamp_min(1e-8), "shape"),
+    ("embeddings.cosine_similarity", lambda a, b: (a * b).sum(-1) / (a.norm(dim=-1) + b.norm(dim=-1)).clamp_min(1e-8), "values differ"),
+    ("embeddings.cosine_similarity", lambda a, b: (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1.0), "values differ"),  # "eps" of 1
+    # cross_entropy
+    ("embeddings.cross_entropy", lambda z, y: F.cross_entropy(z, y).item(), "torch.Tensor"),
+    ("embeddings.cross_entropy", lambda z, y: F.cross_entropy(z, y, reduction="none").mean(0, keepdim=True), "shape"),
+    ("embeddings.cross_entropy", ce_no_grad, "values differ"),
+    ("embeddings.cross_entropy", ce_gather_dim0, "your code raised RuntimeError"),
+    ("embeddings.cross_entropy", lambda z, y: F.cross_entropy(z, y) / torch.log(torch.tensor(2.0)), "values differ"),  # bits, not nats
+    ("embeddings.cross_entropy", lambda z, y: F.cross_entropy(z, y, label_smoothing=0.1), "values differ"),
+]
+
+
+@pytest.mark.parametrize("eid, impl, words", WRONG, ids=[f"{e.split('.')[1]}-{i}" for i, (e, _, _) in enumerate(WRONG)])
+def test_more_wrong_implementations_are_rejected(eid, impl, words):
+    assert words in str(rejects(eid, impl))
+
+
+# ----------------------------------------------------------------------------- other right answers pass
+RIGHT = [
+    ("embeddings.one_hot_embedding", lambda ids, w: w[ids]),  # indexing instead of the matmul is fine
+    ("embeddings.one_hot_embedding", lambda ids, w: F.embedding(ids, w)),
+    ("embeddings.one_hot_embedding", lambda ids, w: torch.einsum("...v,vc->...c", F.one_hot(ids, w.size(0)).to(w.dtype), w)),
+    ("embeddings.cosine_similarity", lambda a, b: (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1)),
+    ("embeddings.cosine_similarity", lambda a, b: (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + 1e-8)),
+    ("embeddings.cosine_similarity", lambda a, b: F.cosine_similarity(a, b, dim=-1)),
+    ("embeddings.cross_entropy", lambda z, y: (torch.logsumexp(z, dim=1) - z[torch.arange(len(y)), y]).mean()),
+    ("embeddings.cross_entropy", lambda z, y: F.nll_loss(F.log_softmax(z, dim=1), y)),
+    ("embeddings.cross_entropy", lambda z, y: -(F.one_hot(y, z.size(1)) * F.log_softmax(z, dim=1)).sum(1).mean()),
+]
+
+
+@pytest.mark.parametrize("eid, impl", RIGHT, ids=[f"{e.split('.')[1]}-{i}" for i, (e, _) in enumerate(RIGHT)])
+def test_other_correct_implementations_pass(eid, impl):
+    assert check(eid, impl, quiet=True) is True

@@ -1,0 +1,228 @@
+"""Chapter 08's checks: each passes the reference and the code of solutions/08_generation.ipynb,
+and rejects a bank of wrong implementations written the way learners write them (not copies
+of the checks' own `Mistake`s), with the right hint where the mistake is a known one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llmlab.checks import REGISTRY, CheckFailed, check, load_all
+from llmlab.checks.core import evaluate
+
+load_all()
+IDS = ["generation.top_k_filter", "generation.top_p_filter"]
+NB = Path(__file__).resolve().parent.parent / "solutions" / "08_generation.ipynb"
+NEG_INF = float("-inf")
+
+
+@pytest.fixture(scope="module")
+def solution():
+    """The namespace left by exec-ing the solution notebook's first cell (imports) and its exercise cells."""
+    nb = nbformat.read(str(NB), as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code"]
+    ns: dict = {}
+    for src in [cells[0]] + [s for s in cells if "### BEGIN SOLUTION" in s]:
+        exec(compile(src, NB.name, "exec"), ns)
+    return ns
+
+
+def rejects(eid: str, impl, hint: str | None = None) -> CheckFailed:
+    with pytest.raises(CheckFailed) as info:
+        check(eid, impl, quiet=True)
+    if hint is not None:
+        assert hint in str(info.value), str(info.value)
+    return info.value
+
+
+# ----------------------------------------------------------------------------- pass
+@pytest.mark.parametrize("eid", IDS)
+def test_reference_passes(eid):
+    assert check(eid, REGISTRY[eid].reference, quiet=True) is True
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_solution_notebook_passes(eid, solution):
+    assert check(eid, solution[eid.split(".", 1)[1]], quiet=True) is True
+
+
+def test_solution_notebook_metadata_lists_the_exercises():
+    nb = nbformat.read(str(NB), as_version=4)
+    assert nb.metadata["llmlab"] == {"assignment": "08_generation", "exercises": IDS}
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_every_known_mistake_is_rejected_with_its_own_hint(eid):
+    ex = REGISTRY[eid]
+    assert len(ex.mistakes) >= 6
+    for m in ex.mistakes:
+        failures = [f for _, f in evaluate(ex, m.impl) if f is not None]
+        assert failures, f"{eid}: mistake passes: {m.hint}"
+        assert failures[0].hint == m.hint
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_stub_is_not_implemented_yet(eid, capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    assert check(eid, stub) is None
+    assert capsys.readouterr().out == f"… {eid}: not implemented yet\n"
+
+
+# ----------------------------------------------------------------------------- top-k: other correct forms pass
+def test_top_k_with_sort_and_where_passes():
+    def top_k_filter(logits, k):
+        kth = logits.sort(dim=-1, descending=True).values[..., k - 1 : k]
+        return torch.where(logits >= kth, logits, torch.full_like(logits, NEG_INF))
+
+    assert check("generation.top_k_filter", top_k_filter, quiet=True) is True
+
+
+# ----------------------------------------------------------------------------- top-k: wrong ones fail
+def test_top_k_keeping_exactly_k_by_index_is_rejected():
+    def top_k_filter(logits, k):
+        out = torch.full_like(logits, NEG_INF)
+        idx = logits.topk(k, dim=-1).indices
+        return out.scatter(-1, idx, logits.gather(-1, idx))
+    rejects("generation.top_k_filter", top_k_filter, hint="tied with the k-th largest must stay")
+
+
+def test_top_k_keeping_k_plus_one_is_rejected():
+    def top_k_filter(logits, k):
+        kth = logits.sort(dim=-1, descending=True).values[..., k : k + 1]  # index k: the (k+1)-th largest
+        if kth.size(-1) == 0:  # k = V
+            return logits.clone()
+        return logits.masked_fill(logits < kth, NEG_INF)
+    rejects("generation.top_k_filter", top_k_filter, hint="keep k + 1 tokens")
+
+
+def test_top_k_sorting_ascending_is_rejected():
+    def top_k_filter(logits, k):
+        kth = logits.sort(dim=-1).values[..., k - 1 : k]
+        return logits.masked_fill(logits < kth, NEG_INF)
+    rejects("generation.top_k_filter", top_k_filter, hint="descending")
+
+
+def test_top_k_with_strict_comparison_drops_the_kth_itself():
+    def top_k_filter(logits, k):
+        kth = logits.topk(k, dim=-1).values[..., -1:]
+        return logits.masked_fill(logits <= kth, NEG_INF)
+    rejects("generation.top_k_filter", top_k_filter)
+
+
+def test_top_k_only_on_2d_input_is_rejected():
+    def top_k_filter(logits, k):
+        kth = logits.topk(k, dim=1).values[:, -1:]  # assumes (B, V)
+        return logits.masked_fill(logits < kth, NEG_INF)
+    rejects("generation.top_k_filter", top_k_filter)
+
+
+def test_top_k_using_a_large_negative_number_is_rejected():
+    def top_k_filter(logits, k):
+        kth = logits.topk(k, dim=-1).values[..., -1:]
+        return logits.masked_fill(logits < kth, -1e9)
+    rejects("generation.top_k_filter", top_k_filter)
+
+
+def test_top_k_in_place_is_rejected():
+    def top_k_filter(logits, k):
+        kth = logits.topk(k, dim=-1).values[..., -1:]
+        logits[logits < kth] = NEG_INF
+        return logits
+    rejects("generation.top_k_filter", top_k_filter, hint="in place")
+
+
+# ----------------------------------------------------------------------------- top-p: other correct forms pass
+def test_top_p_with_a_shifted_mask_passes():
+    """The Hugging Face formulation: remove where cumsum > p, shift right by one, keep the first."""
+    def top_p_filter(logits, p):
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cum > p
+        remove[..., 1:] = remove[..., :-1].clone()
+        remove[..., 0] = False
+        return logits.masked_fill(remove.scatter(-1, order, remove), NEG_INF)
+
+    # cum > p (shifted) and cum - prob >= p differ only when a cumulative sum equals p exactly
+    assert check("generation.top_p_filter", top_p_filter, quiet=True) is True
+
+
+# ----------------------------------------------------------------------------- top-p: wrong ones fail
+def _sorted_parts(logits):
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    return sorted_logits, order, probs, probs.cumsum(-1)
+
+
+def _unsort(remove, order):
+    return torch.zeros_like(remove).scatter(-1, order, remove)
+
+
+def test_top_p_excluding_the_crossing_token_is_rejected():
+    def top_p_filter(logits, p):
+        _, order, probs, cum = _sorted_parts(logits)
+        remove = cum > p
+        remove[..., 0] = False  # keeps the top token, but not the one that crosses p
+        return logits.masked_fill(_unsort(remove, order), NEG_INF)
+    rejects("generation.top_p_filter", top_p_filter, hint="carries the total past p")
+
+
+def test_top_p_that_can_remove_every_token_is_rejected():
+    def top_p_filter(logits, p):
+        _, order, probs, cum = _sorted_parts(logits)
+        remove = cum > p
+        remove[..., 1:] = remove[..., :-1].clone()  # forgot remove[..., 0] = False
+        return logits.masked_fill(_unsort(remove, order), NEG_INF)
+    rejects("generation.top_p_filter", top_p_filter, hint="most probable token must always stay")
+
+
+def test_top_p_returning_sorted_logits_is_rejected():
+    def top_p_filter(logits, p):
+        sorted_logits, order, probs, cum = _sorted_parts(logits)
+        return sorted_logits.masked_fill(cum - probs >= p, NEG_INF)
+    rejects("generation.top_p_filter", top_p_filter, hint="vocabulary order")
+
+
+def test_top_p_gathering_instead_of_scattering_is_rejected():
+    def top_p_filter(logits, p):  # gather applies the inverse permutation: the mask lands on the wrong tokens
+        _, order, probs, cum = _sorted_parts(logits)
+        return logits.masked_fill((cum - probs >= p).gather(-1, order), NEG_INF)
+    rejects("generation.top_p_filter", top_p_filter)
+
+
+def test_top_p_renormalising_the_logits_is_rejected():
+    def top_p_filter(logits, p):
+        _, order, probs, cum = _sorted_parts(logits)
+        kept = logits.masked_fill(_unsort(cum - probs >= p, order), NEG_INF)
+        return kept - torch.logsumexp(kept, dim=-1, keepdim=True)  # log-probabilities of the kept set
+    rejects("generation.top_p_filter", top_p_filter, hint="unchanged")
+
+
+def test_top_p_returning_probabilities_is_rejected():
+    def top_p_filter(logits, p):
+        _, order, probs, cum = _sorted_parts(logits)
+        keep = ~_unsort(cum - probs >= p, order)
+        return F.softmax(logits, -1) * keep
+    rejects("generation.top_p_filter", top_p_filter)
+
+
+def test_top_p_on_unnormalised_scores_is_rejected():
+    def top_p_filter(logits, p):
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        w = sorted_logits.exp()  # forgot to divide by the sum: not probabilities
+        remove = w.cumsum(-1) - w >= p
+        return logits.masked_fill(_unsort(remove, order), NEG_INF)
+    rejects("generation.top_p_filter", top_p_filter)
+
+
+def test_top_p_in_place_is_rejected():
+    def top_p_filter(logits, p):
+        _, order, probs, cum = _sorted_parts(logits)
+        logits[_unsort(cum - probs >= p, order)] = NEG_INF
+        return logits
+    rejects("generation.top_p_filter", top_p_filter)

@@ -1,0 +1,256 @@
+"""Chapter 01's checks: each passes the reference and the code of solutions/01_tokens.ipynb,
+accepts other correct ways of writing it, and rejects a bank of realistic wrong
+implementations — the known mistakes with their own hint, and more that crash or break a
+property (mutating the input, returning the wrong type, the GPT-2 split pattern)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from llmlab import tokenizers as ref
+from llmlab.checks import REGISTRY, CheckFailed, check, load_all
+
+load_all()
+SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "01_tokens.ipynb"
+CONTRACT = {  # the exercise contract of the course: ids and signatures are fixed
+    "tokenization.get_pair_counts": "get_pair_counts(ids: list[int]) -> dict[tuple[int, int], int]",
+    "tokenization.merge": "merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]",
+    "tokenization.train_bpe": "train_bpe(text: str, vocab_size: int) -> dict[tuple[int, int], int]",
+    "tokenization.bpe_encode": "bpe_encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]",
+}
+IDS = list(CONTRACT)
+
+
+@pytest.fixture(scope="module")
+def solution() -> dict:
+    """Exec the notebook's first code cell (imports) and its exercise cells, recording the check calls."""
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code"]
+    ns: dict = {}
+    exec(compile(cells[0], SOLUTION.name, "exec"), ns)
+    calls: list = []
+    ns["check"] = lambda eid, fn, *a, **k: calls.append((eid, fn))
+    for src in cells[1:]:
+        if "### BEGIN SOLUTION" in src:
+            exec(compile(src, SOLUTION.name, "exec"), ns)
+    ns["__checked__"] = calls
+    return ns
+
+
+def rejects(eid: str, impl) -> CheckFailed:
+    with pytest.raises(CheckFailed) as info:
+        check(eid, impl, quiet=True)
+    return info.value
+
+
+# ----------------------------------------------------------------------------- contract and sources
+def test_contract_ids_and_signatures():
+    assert [e for e in REGISTRY if e.startswith("tokenization.")] == IDS
+    for eid, sig in CONTRACT.items():
+        assert REGISTRY[eid].signature.startswith(sig)
+
+
+def test_solution_metadata_lists_the_exercises():
+    meta = nbformat.read(str(SOLUTION), as_version=4).metadata["llmlab"]
+    assert meta == {"assignment": "01_tokens", "exercises": IDS}
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_reference_passes(eid, capsys):
+    assert check(eid, REGISTRY[eid].reference) is True
+    assert capsys.readouterr().out == f"✔ {eid} — {len(REGISTRY[eid].probes)} checks passed\n"
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_solution_notebook_passes(solution, eid):
+    name = eid.split(".")[1]
+    assert (eid, solution[name]) in solution["__checked__"]  # the cell checks its own function under its id
+    assert check(eid, solution[name], quiet=True) is True
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_stub_is_not_implemented_yet(eid, capsys):
+    def stub(*args):
+        raise NotImplementedError()
+
+    assert check(eid, stub) is None
+    assert capsys.readouterr().out == f"… {eid}: not implemented yet\n"
+
+
+# ----------------------------------------------------------------------------- the known mistakes
+MISTAKES = [(eid, k) for eid in IDS for k in range(len(REGISTRY[eid].mistakes))]
+
+
+@pytest.mark.parametrize("eid, k", MISTAKES, ids=[f"{e.split('.')[1]}-{k}" for e, k in MISTAKES])
+def test_known_mistake_is_rejected_with_its_hint(eid, k):
+    m = REGISTRY[eid].mistakes[k]
+    err = rejects(eid, m.impl)
+    assert err.hint == m.hint
+    assert "expected" in err.message or "changed" in err.message
+
+
+def test_every_exercise_has_a_bank_of_mistakes():
+    assert {eid: len(REGISTRY[eid].mistakes) for eid in IDS} == {
+        "tokenization.get_pair_counts": 4, "tokenization.merge": 6, "tokenization.train_bpe": 8, "tokenization.bpe_encode": 5}
+
+
+# ----------------------------------------------------------------------------- more wrong implementations
+def counts_popping(ids):  # right counts, but it empties the caller's list
+    counts = {}
+    while len(ids) > 1:
+        a = ids.pop(0)
+        counts[(a, ids[0])] = counts.get((a, ids[0]), 0) + 1
+    return counts
+
+
+def merge_popping(ids, pair, new_id):  # right output, but it empties the caller's list
+    out = []
+    while ids:
+        a = ids.pop(0)
+        if ids and (a, ids[0]) == pair:
+            ids.pop(0)
+            out.append(new_id)
+        else:
+            out.append(a)
+    return out
+
+
+def merge_same_list_if_absent(ids, pair, new_id):
+    if pair not in set(zip(ids, ids[1:])):
+        return ids  # "nothing to do" -- but the contract promises a new list
+    return ref.merge(ids, pair, new_id)
+
+
+def merge_first_element_only(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0]:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def train_with_overlapping_merge(text, vocab_size):
+    from llmlab.checks.tokenization import _merge_overlapping
+
+    ids, merges = list(text.encode("utf-8")), {}
+    for new_id in range(256, vocab_size):
+        counts = ref.get_pair_counts(ids)
+        if not counts:
+            break
+        pair = max(counts, key=counts.get)
+        merges[pair] = new_id
+        ids = _merge_overlapping(ids, pair, new_id)
+    return merges
+
+
+def encode_min_with_none(text, merges):  # merges.get returns None for unknown pairs: min() cannot compare
+    ids = list(text.encode("utf-8"))
+    while len(ids) >= 2:
+        pair = min(set(zip(ids, ids[1:])), key=merges.get)
+        if pair not in merges:
+            break
+        ids = ref.merge(ids, pair, merges[pair])
+    return ids
+
+
+WRONG = [
+    ("tokenization.get_pair_counts", counts_popping, "changed the list"),
+    ("tokenization.get_pair_counts", lambda ids: list(zip(ids, ids[1:])), "expected the counts to be a dict"),
+    ("tokenization.get_pair_counts", lambda ids: {f"{a},{b}": n for (a, b), n in ref.get_pair_counts(ids).items()}, "keys must be pairs"),
+    ("tokenization.get_pair_counts", lambda ids: dict(Counter(ids)), "keys must be pairs"),
+    ("tokenization.get_pair_counts", lambda ids: dict(Counter(tuple(sorted(p)) for p in zip(ids, ids[1:]))), "pairs differ"),
+    ("tokenization.get_pair_counts", lambda ids: {p: float(n) for p, n in ref.get_pair_counts(ids).items()}, "expected 2"),
+    ("tokenization.merge", merge_popping, "changed the caller's list"),
+    ("tokenization.merge", merge_same_list_if_absent, "returned the very list"),
+    ("tokenization.merge", lambda ids, pair, new_id: tuple(ref.merge(ids, pair, new_id)), "to be a list"),
+    ("tokenization.merge", merge_first_element_only, "merged ids"),
+    ("tokenization.train_bpe", lambda text, vs: ref.train_bpe(text, vs, ref.GPT2_SPLIT_PATTERN), "merge number"),
+    ("tokenization.train_bpe", lambda text, vs: list(ref.train_bpe(text, vs)), "to be a dict"),
+    ("tokenization.train_bpe", lambda text, vs: {i: p for p, i in ref.train_bpe(text, vs).items()}, "tuple keys"),
+    ("tokenization.train_bpe", train_with_overlapping_merge, "merge number"),
+    ("tokenization.bpe_encode", encode_min_with_none, "your code raised TypeError"),
+    ("tokenization.bpe_encode", lambda text, merges: list(text.encode("utf-8")), "ids"),
+    ("tokenization.bpe_encode", lambda text, merges: [bytes([b]) for b in ref.bpe_encode(text, merges) if b < 256], "ids"),
+]
+
+
+@pytest.mark.parametrize("eid, impl, words", WRONG, ids=[f"{e.split('.')[1]}-{i}" for i, (e, _, _) in enumerate(WRONG)])
+def test_more_wrong_implementations_are_rejected(eid, impl, words):
+    assert words in str(rejects(eid, impl))
+
+
+# ----------------------------------------------------------------------------- other right answers pass
+def counts_defaultdict(ids):
+    counts = defaultdict(int)
+    for i in range(len(ids) - 1):
+        counts[ids[i], ids[i + 1]] += 1
+    return counts
+
+
+def merge_with_skip_flag(ids, pair, new_id):
+    out, skip = [], False
+    for i, x in enumerate(ids):
+        if skip:
+            skip = False
+            continue
+        if i + 1 < len(ids) and (x, ids[i + 1]) == pair:
+            out.append(new_id)
+            skip = True
+        else:
+            out.append(x)
+    return out
+
+
+def train_most_common(text, vocab_size):
+    ids, merges = list(text.encode("utf-8")), {}
+    for new_id in range(256, vocab_size):
+        counts = Counter(zip(ids, ids[1:]))
+        if not counts:
+            break
+        pair = counts.most_common(1)[0][0]  # ties: the first inserted, i.e. the pair seen first
+        merges[pair] = new_id
+        ids = ref.merge(ids, pair, new_id)
+    return merges
+
+
+def train_stop_at_singletons(text, vocab_size):  # minbpe-like variant that stops when nothing repeats: the probes never get there
+    ids, merges = list(text.encode("utf-8")), {}
+    for new_id in range(256, vocab_size):
+        counts = ref.get_pair_counts(ids)
+        if not counts or max(counts.values()) < 2:
+            break
+        pair = sorted(counts.items(), key=lambda kv: -kv[1])[0][0]  # a stable sort keeps the first of ties
+        merges[pair] = new_id
+        ids = ref.merge(ids, pair, new_id)
+    return merges
+
+
+def encode_in_id_order(text, merges):  # each merge in learned order over the whole text: equivalent
+    ids = list(text.encode("utf-8"))
+    for pair, i in sorted(merges.items(), key=lambda kv: kv[1]):
+        ids = ref.merge(ids, pair, i)
+    return ids
+
+
+RIGHT = [
+    ("tokenization.get_pair_counts", lambda ids: Counter(zip(ids, ids[1:]))),
+    ("tokenization.get_pair_counts", counts_defaultdict),
+    ("tokenization.merge", merge_with_skip_flag),
+    ("tokenization.train_bpe", train_most_common),
+    ("tokenization.train_bpe", train_stop_at_singletons),
+    ("tokenization.train_bpe", lambda text, vs: dict(reversed(list(ref.train_bpe(text, vs).items())))),  # insertion order is free
+    ("tokenization.bpe_encode", encode_in_id_order),
+]
+
+
+@pytest.mark.parametrize("eid, impl", RIGHT, ids=[f"{e.split('.')[1]}-{i}" for i, (e, _) in enumerate(RIGHT)])
+def test_other_correct_implementations_pass(eid, impl):
+    assert check(eid, impl, quiet=True) is True
