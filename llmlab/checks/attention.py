@@ -23,14 +23,16 @@ def _softmax_sum(fn, x, dim):
 
 
 def _softmax_keeps_input(fn, x, dim):
+    """The output, or None when the call changed x in place (a mutation hides behind a right answer)."""
     before = x.clone()
-    fn(x, dim=dim)
-    return (x == before).all()
+    out = fn(x, dim=dim)
+    return out if torch.equal(x, before) else None
 
 
 def _kept(got, expected, args):
-    if not isinstance(got, torch.Tensor) or not bool(got):
+    if got is None:
         raise CheckFailed("your function changed its input tensor in place; work on a new tensor (x - m, not x -= m)")
+    close()(got, expected, args)
 
 
 register(Exercise(

@@ -255,7 +255,10 @@ def run_candidate(probe: Probe, fn: Callable, args: tuple) -> Any:
 
 def diagnose(ex: Exercise, outputs: list[tuple[Probe, tuple, Any]]) -> str | None:
     """The hint of the first known mistake whose outputs match the learner's on every probe
-    (matching on one probe is not enough: two different bugs can both give nan there)."""
+    (matching on one probe is not enough: two different bugs can both give nan there).
+    With no outputs at all (every probe crashed) nothing can match."""
+    if not outputs:
+        return None
     for m in ex.mistakes:
         try:
             for probe, args, got in outputs:
