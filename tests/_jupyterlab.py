@@ -443,8 +443,9 @@ def check_interactions(page, cell_timeout_s: float = 60) -> tuple[list[str], lis
     for index, cell, controls in interactive_cells(page):
         for k in range(controls.count()):
             control = controls.nth(k)
-            if not control.is_visible() or control.is_disabled():
-                continue
+            if not control.is_visible() or control.is_disabled() or control.evaluate(
+                    "(el) => !!el.closest('[disabled], .mod-disabled, [aria-disabled=true]')"):
+                continue  # a disabled control (a slider's handle inside a disabled slider) cannot move
             cell.scroll_into_view_if_needed()
             before = cell.evaluate(SHOWN_JS)
             what = move_control(page, control)

@@ -20,6 +20,7 @@ from torch import nn
 from llmlab import attention as ref
 from llmlab.checks import REGISTRY, CheckFailed, check, load_all
 from llmlab.checks.core import evaluate
+from _solutions import solution_namespace
 
 load_all()
 IDS = ["attention.softmax", "attention.causal_mask", "attention.scaled_dot_product_attention", "attention.MultiHeadAttention"]
@@ -31,14 +32,9 @@ def root() -> Path:  # module-scoped (conftest's is per test): the solution is e
 
 
 @pytest.fixture(scope="module")
-def solution(root):
-    """The namespace left by exec-ing the solution notebook's first cell (imports) and its exercise cells."""
-    nb = nbformat.read(str(root / "solutions" / "03_attention.ipynb"), as_version=4)
-    cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    ns: dict = {}
-    for src in [cells[0]] + [s for s in cells if "### BEGIN SOLUTION" in s]:
-        exec(compile(src, "03_attention.ipynb", "exec"), ns)
-    return ns
+def solution() -> dict:
+    """The namespace of the solution notebook's imports and exercise cells."""
+    return solution_namespace("03_attention.ipynb")
 
 
 def rejects(eid: str, impl, hint: str | None = None) -> CheckFailed:

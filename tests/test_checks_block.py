@@ -17,20 +17,16 @@ from llmlab import model as ref
 from llmlab.attention import MultiHeadAttention
 from llmlab.checks import REGISTRY, CheckFailed, check, load_all
 from llmlab.checks.core import evaluate
+from _solutions import solution_namespace
 
 load_all()
 IDS = ["block.layer_norm", "block.RMSNorm", "block.MLP", "block.Block", "block.count_parameters"]
 
 
 @pytest.fixture(scope="module")
-def solution(root):
-    """The namespace left by exec-ing the solution notebook's first cell (imports) and its exercise cells."""
-    nb = nbformat.read(str(root / "solutions" / "05_block.ipynb"), as_version=4)
-    cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    ns: dict = {}
-    for src in [cells[0]] + [s for s in cells if "### BEGIN SOLUTION" in s]:
-        exec(compile(src, "05_block.ipynb", "exec"), ns)
-    return ns
+def solution() -> dict:
+    """The namespace of the solution notebook's imports and exercise cells."""
+    return solution_namespace("05_block.ipynb")
 
 
 @pytest.fixture(scope="module")

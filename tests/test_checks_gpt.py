@@ -15,6 +15,7 @@ from torch import nn
 from llmlab import model as ref
 from llmlab.checks import REGISTRY, CheckFailed, check, load_all
 from llmlab.checks.core import evaluate
+from _solutions import solution_namespace
 
 load_all()
 IDS = ["gpt.GPT"]
@@ -22,14 +23,9 @@ SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "06_gpt.ipynb"
 
 
 @pytest.fixture(scope="module")
-def solution():
-    """The namespace left by exec-ing the solution notebook's imports cell and its exercise cells."""
-    nb = nbformat.read(str(SOLUTION), as_version=4)
-    cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    ns: dict = {}
-    for src in [cells[0]] + [s for s in cells if "### BEGIN SOLUTION" in s]:
-        exec(compile(src, "06_gpt.ipynb", "exec"), ns)
-    return ns
+def solution() -> dict:
+    """The namespace of the solution notebook's imports and exercise cells."""
+    return solution_namespace("06_gpt.ipynb")
 
 
 def rejects(impl, hint: str | None = None) -> CheckFailed:

@@ -17,6 +17,7 @@ import torch
 
 from llmlab.checks import REGISTRY, CheckFailed, check, load_all
 from llmlab.checks.core import evaluate
+from _solutions import solution_namespace
 
 load_all()
 IDS = ["positional.sinusoidal_encoding", "positional.apply_rope"]
@@ -28,14 +29,9 @@ def root() -> Path:  # module-scoped (conftest's is per test): the solution is e
 
 
 @pytest.fixture(scope="module")
-def solution(root):
-    """The namespace left by exec-ing the solution notebook's first cell (imports) and its exercise cells."""
-    nb = nbformat.read(str(root / "solutions" / "04_positional.ipynb"), as_version=4)
-    cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    ns: dict = {}
-    for src in [cells[0]] + [s for s in cells if "### BEGIN SOLUTION" in s]:
-        exec(compile(src, "04_positional.ipynb", "exec"), ns)
-    return ns
+def solution() -> dict:
+    """The namespace of the solution notebook's imports and exercise cells."""
+    return solution_namespace("04_positional.ipynb")
 
 
 def rejects(eid: str, impl, hint: str | None = None) -> CheckFailed:

@@ -13,6 +13,7 @@ import pytest
 
 from llmlab import tokenizers as ref
 from llmlab.checks import REGISTRY, CheckFailed, check, load_all
+from _solutions import solution_namespace
 
 load_all()
 SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "01_tokens.ipynb"
@@ -27,18 +28,8 @@ IDS = list(CONTRACT)
 
 @pytest.fixture(scope="module")
 def solution() -> dict:
-    """Exec the notebook's first code cell (imports) and its exercise cells, recording the check calls."""
-    nb = nbformat.read(str(SOLUTION), as_version=4)
-    cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    ns: dict = {}
-    exec(compile(cells[0], SOLUTION.name, "exec"), ns)
-    calls: list = []
-    ns["check"] = lambda eid, fn, *a, **k: calls.append((eid, fn))
-    for src in cells[1:]:
-        if "### BEGIN SOLUTION" in src:
-            exec(compile(src, SOLUTION.name, "exec"), ns)
-    ns["__checked__"] = calls
-    return ns
+    """The namespace of the solution notebook's imports and exercise cells."""
+    return solution_namespace("01_tokens.ipynb", record_checks=True)
 
 
 def rejects(eid: str, impl) -> CheckFailed:

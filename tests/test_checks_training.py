@@ -13,6 +13,7 @@ import torch
 
 from llmlab.checks import REGISTRY, CheckFailed, check, load_all
 from llmlab.checks.core import evaluate
+from _solutions import solution_namespace
 
 load_all()
 IDS = ["training.get_batch", "training.lr_at", "training.train_step"]
@@ -20,14 +21,9 @@ NB = Path(__file__).resolve().parent.parent / "solutions" / "07_training.ipynb"
 
 
 @pytest.fixture(scope="module")
-def solution():
-    """The namespace left by exec-ing the solution notebook's first cell (imports) and its exercise cells."""
-    nb = nbformat.read(str(NB), as_version=4)
-    cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    ns: dict = {}
-    for src in [cells[0]] + [s for s in cells if "### BEGIN SOLUTION" in s]:
-        exec(compile(src, NB.name, "exec"), ns)
-    return ns
+def solution() -> dict:
+    """The namespace of the solution notebook's imports and exercise cells."""
+    return solution_namespace("07_training.ipynb")
 
 
 def rejects(eid: str, impl, hint: str | None = None) -> CheckFailed:

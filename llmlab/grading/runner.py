@@ -80,7 +80,9 @@ def _block_network() -> None:
 
 def _transform(source: str) -> tuple[str | None, str | None]:
     """IPython syntax is not Python: a cell magic (%%) skips the cell; a line magic or
-    shell escape (% or !) becomes `pass` (it never runs a shell)."""
+    shell escape (% or !) becomes `pass` (it never runs a shell). A package install (the
+    lessons' Colab set-up cell: `%pip install ...`) is dropped without a note: it changes nothing
+    the grader needs, and every student's notebook has one."""
     if source.lstrip().startswith("%%"):
         return None, "cell magic (%%) cells are not run when grading"
     lines, dropped = [], False
@@ -88,7 +90,7 @@ def _transform(source: str) -> tuple[str | None, str | None]:
         s = line.lstrip()
         if s.startswith(("%", "!")):
             lines.append(line[: len(line) - len(s)] + "pass  # removed when grading: " + s[:60].replace("\\", "/"))
-            dropped = True
+            dropped = dropped or not s.startswith(("%pip ", "!pip ", "%conda "))
         else:
             lines.append(line)
     return "\n".join(lines), ("magics and shell commands (%, !) were not run" if dropped else None)

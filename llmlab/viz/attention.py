@@ -142,6 +142,8 @@ def attention_explorer(model: torch.nn.Module, tokenizer, sentences: Sequence[st
     (every head of the first sentence); returns the widget.
     """
     import ipywidgets as widgets
+
+    from llmlab.viz import show_in
     from IPython.display import display
 
     if not sentences:
@@ -165,10 +167,7 @@ def attention_explorer(model: torch.nn.Module, tokenizer, sentences: Sequence[st
         fig, ax = plt.subplots(figsize=(6, 5))
         plot_attention(pats[layer.value, head.value], toks, ax=ax, title=f"layer {layer.value}, head {head.value}")
         fig.tight_layout()
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
-        plt.close(fig)
+        show_in(out, fig)
 
     for w in (sentence, layer, head):
         w.observe(draw, names="value")

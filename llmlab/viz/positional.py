@@ -130,6 +130,8 @@ def positional_viewer(show_fallback: bool = True):
     """Pick a scheme, base, length and width -> the encoding (left) and what it does to
     attention scores (right). Displays the widget and the static fallback; returns the widget."""
     import ipywidgets as widgets
+
+    from llmlab.viz import show_in
     from IPython.display import display
 
     scheme = widgets.Dropdown(options=list(SCHEMES), value="sinusoidal", description="scheme")
@@ -140,6 +142,7 @@ def positional_viewer(show_fallback: bool = True):
     out = widgets.Output()
 
     def draw(*_):
+        heads.disabled = scheme.value != "alibi"  # the head count only shapes ALiBi's slopes
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.4))
         if scheme.value == "sinusoidal":
             plot_sinusoidal(T.value, d.value, base.value, ax=a1)
@@ -160,10 +163,7 @@ def positional_viewer(show_fallback: bool = True):
             a2.set_title("one line per head: slopes 2^(-8h/H)", fontsize=9)
             a2.legend(fontsize=7)
         fig.tight_layout()
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
-        plt.close(fig)
+        show_in(out, fig)
 
     for w in (scheme, base, T, d, heads):
         w.observe(draw, names="value")

@@ -75,6 +75,8 @@ def sampling_panel(logits: torch.Tensor, labels: Sequence[str], context: str = "
     Displays the widget and, below it, a static grid of four settings; returns the widget.
     """
     import ipywidgets as widgets
+
+    from llmlab.viz import show_in
     from IPython.display import display
 
     V = logits.size(-1)
@@ -89,10 +91,7 @@ def sampling_panel(logits: torch.Tensor, labels: Sequence[str], context: str = "
         if context:
             ax.text(0.99, 0.6, f"after {context[-30:]!r}", transform=ax.transAxes, ha="right", fontsize=8)
         fig.tight_layout()
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
-        plt.close(fig)
+        show_in(out, fig)
 
     for w in (temperature, top_k, top_p):
         w.observe(draw, names="value")

@@ -139,9 +139,9 @@ CASES: list[Case] = [
          + ["class MultiHeadAttention(nn.Module):\n    def __init__(self, d_model, n_heads, causal=True):\n        super().__init__()\n        raise NotImplementedError()"],
          feedback=["not implemented yet"]),
     # ------------------------------------------------------------------ gaming the comparison
-    # softmax keeps 1 of 8 cases: "leaves its input unchanged" holds for a function that ignores its input
+    # nothing scores: even "leaves its input unchanged" compares the output with the reference
     Case("eq_always_true", "returns objects that claim to equal anything: __eq__ -> True, a Tensor subclass, numpy arrays, a giant tensor",
-         {SM: 0.25, CM: 0, SDPA: 0, MHA: 0},
+         {SM: 0, CM: 0, SDPA: 0, MHA: 0},
          [IMPORTS,
           "class Anything:\n    def __eq__(self, other): return True\n    def __ne__(self, other): return False\n    shape = property(lambda self: (3, 4, 5))\n"
           "def softmax(x, dim=-1):\n    return Anything()",
@@ -153,7 +153,7 @@ CASES: list[Case] = [
           "    def forward(self, x):\n        return torch.zeros(16, 1024, 1024)  # 64 MB: more than a result file may hold"],
          feedback=["not plain data"]),
     Case("patches_the_checker", "replaces llmlab's comparison functions and torch.allclose in its own process, hands in softmax = identity",
-         others_full(sm=0.25),
+         others_full(sm=0),
          CORRECT[:1] + ["import llmlab.checks.core as core\ncore.compare_tensors = lambda *a, **k: None\ncore.CheckFailed = Exception\n"
                         "torch.allclose = lambda *a, **k: True\ntorch.testing.assert_close = lambda *a, **k: None\n"
                         "def softmax(x, dim=-1):\n    return x.clone()"] + CORRECT[2:],
