@@ -117,6 +117,25 @@ def _insert_under_title(nb, text: str) -> None:
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
 
 
+def _strip_test_markers(nb) -> None:
+    """Drop the lines that only speak to nbval (`# NBVAL_IGNORE_OUTPUT` and the comment under it
+    saying why): a reader of the site has no use for them."""
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "NBVAL_" not in cell.source:
+            continue
+        lines = cell.source.splitlines()
+        keep, skipping = [], False
+        for line in lines:
+            if line.lstrip().startswith("# NBVAL_"):
+                skipping = True  # the marker, then any "# (why)" comment lines right under it
+                continue
+            if skipping and line.lstrip().startswith("# ("):
+                continue
+            skipping = False
+            keep.append(line)
+        cell.source = "\n".join(keep).lstrip("\n")
+
+
 def _static_widgets(nb) -> int:
     """Replace each stored widget view by a note (a static page has no kernel to talk to)."""
     n = 0
@@ -154,6 +173,7 @@ def stage(root: Path, src: Path, config: dict) -> dict[str, list[str]]:
             links.append(f"[Exercises for this lesson](../exercises/{path.name})")
         _insert_under_title(nb, "**Run this lesson:** " + " · ".join(links))
         _static_widgets(nb)
+        _strip_test_markers(nb)
         nbformat.write(nb, str(src / rel))
 
     for path in exercises:
@@ -166,6 +186,7 @@ def stage(root: Path, src: Path, config: dict) -> dict[str, list[str]]:
         _insert_under_title(nb, "**Do these exercises:** " + " · ".join(links)
                             + "  \nEach check prints what is probably wrong; an unsolved one says *not implemented yet*.")
         _static_widgets(nb)
+        _strip_test_markers(nb)
         nbformat.write(nb, str(src / rel))
 
     table = "\n".join(rewrite_links(row, staged, config) for row in course_map(root / "README.md"))

@@ -54,7 +54,12 @@ def apply_rope(x: torch.Tensor, base: float = 10000.0, offset: int = 0) -> torch
     if D % 2:
         raise ValueError(f"x: RoPE needs an even last dimension, got shape {tuple(x.shape)}")
     theta = rope_angles(T, D, base, offset, x.device)  # (T, D/2)
-    cos, sin = theta.cos(), theta.sin()
+    return rotate_pairs(x, theta.cos(), theta.sin())
+
+
+def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [..., T, D], cos and sin: [T, D/2] -> x with pair i at row p rotated by the angle of (p, i)."""
+    D = x.shape[-1]
     xf = x.float().unflatten(-1, (D // 2, 2))  # (..., T, D/2, 2)
     x1, x2 = xf[..., 0], xf[..., 1]  # (..., T, D/2) each
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (..., T, D/2, 2)
@@ -112,12 +117,26 @@ class SinusoidalPositions(PositionalScheme):
 
 
 class RoPE(PositionalScheme):
-    def __init__(self, base: float = 10000.0):
+    """RoPE for the model: the rotations e^(i·angle) for `block_size` positions of a head of
+    width `head_dim` are computed once, and q and k are rotated together as complex numbers
+    (pair (x[2i], x[2i+1]) = x[2i] + i·x[2i+1]; rotating it is one complex product). Same
+    maths as `apply_rope`, a third of the operations: generating with a KV cache rotates one
+    position per step, where recomputing the angles each time cost more than the attention.
+    Past the table (or without one) it falls back to `apply_rope`."""
+
+    def __init__(self, base: float = 10000.0, block_size: int = 0, head_dim: int = 0):
         super().__init__()
         self.base = base
+        theta = rope_angles(block_size, head_dim, base) if block_size and head_dim else torch.zeros(0, 0)  # (P, D/2)
+        self.register_buffer("cis", torch.polar(torch.ones_like(theta), theta), persistent=False)  # (P, D/2) complex
 
     def rotate(self, q, k, offset: int = 0):
-        return apply_rope(q, self.base, offset), apply_rope(k, self.base, offset)
+        T, D = q.shape[-2], q.shape[-1]
+        if offset + T > self.cis.size(0) or 2 * self.cis.size(1) != D or q.shape != k.shape:
+            return apply_rope(q, self.base, offset), apply_rope(k, self.base, offset)
+        qk = torch.view_as_complex(torch.stack([q, k]).float().unflatten(-1, (D // 2, 2)).contiguous())  # (2, ..., T, D/2)
+        out = torch.view_as_real(qk * self.cis[offset : offset + T]).flatten(-2).to(q.dtype)  # (2, ..., T, D)
+        return out[0], out[1]
 
 
 class ALiBi(PositionalScheme):
@@ -138,7 +157,7 @@ def make_positional(kind: str, *, block_size: int, n_embd: int, n_head: int, bas
     if kind == "sinusoidal":
         return SinusoidalPositions(block_size, n_embd, base)
     if kind == "rope":
-        return RoPE(base)
+        return RoPE(base, block_size, n_embd // n_head)
     if kind == "alibi":
         return ALiBi(n_head)
     raise ValueError(f"pos_encoding={kind!r}: expected one of 'learned', 'sinusoidal', 'rope', 'alibi'")

@@ -202,3 +202,18 @@ def test_rope_scores_curves_coincide_across_offsets():
     s = rope_scores(D=16, max_distance=10, offsets=(0, 13, 40))
     torch.testing.assert_close(s[13], s[0], atol=5e-5, rtol=1e-5)
     torch.testing.assert_close(s[40], s[0], atol=5e-5, rtol=1e-5)
+
+
+def test_rope_tables_give_the_same_numbers_as_computing_the_angles():
+    """The model's RoPE precomputes its rotations for block_size positions and rotates as complex
+    numbers (fast KV-cache steps); it must agree with apply_rope inside the table and past its
+    end. 2e-6: a complex product rounds differently from the written-out one, by an ulp or two
+    of values ~3 (float32 ulp there: 2.4e-7); any wrong angle or pairing is off by > 1e-2."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 5, 8, generator=g), torch.randn(2, 3, 5, 8, generator=g)
+    rope = P.make_positional("rope", block_size=16, n_embd=24, n_head=3)  # head width 8
+    for offset in (0, 7, 11, 14):  # 14 + 5 > 16: past the table
+        rq, rk = rope.rotate(q, k, offset=offset)
+        torch.testing.assert_close(rq, P.apply_rope(q, offset=offset), atol=2e-6, rtol=0)
+        torch.testing.assert_close(rk, P.apply_rope(k, offset=offset), atol=2e-6, rtol=0)
+    assert "cis" not in rope.state_dict()  # checkpoints do not carry the table

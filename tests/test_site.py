@@ -132,6 +132,13 @@ def test_every_stored_plot_is_on_the_lesson_page(site, nb):
         assert head.startswith((b"\x89PNG", b"\xff\xd8", b"GIF8", b"<?xml", b"<svg")), f"{f.name} is not an image"
 
 
+def test_pages_do_not_show_test_markers(site):
+    """`# NBVAL_IGNORE_OUTPUT` speaks to the test runner, not to a reader."""
+    shown = [p.relative_to(site).as_posix() for folder in ("notebooks", "exercises") for p in (site / folder).glob("*.html")
+             if "NBVAL_" in p.read_text(encoding="utf-8")]
+    assert not shown, f"pages showing nbval markers: {shown}"
+
+
 def test_internal_links_and_images_resolve(site):
     broken = []
     pages = [p for p in site.rglob("*.html") if "_static" not in p.parts]

@@ -55,9 +55,11 @@ def plot_filtering(logits: torch.Tensor, labels: Sequence[str], temperature: flo
 
 def plot_filtering_grid(logits: torch.Tensor, labels: Sequence[str], settings: Sequence[tuple[float, int | None, float | None]], n_show: int = 15):
     """One small panel per (temperature, top_k, top_p) setting, side by side."""
-    fig, axes = plt.subplots(1, len(settings), figsize=(8, 2.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(settings), figsize=(2.4 * len(settings), 2.8), sharey=True, squeeze=False)
     for ax, (t, k, p) in zip(axes[0], settings):
-        plot_filtering(logits, labels, t, k, p, n_show=n_show, ax=ax, title=f"T={t:g}, k={k}, p={p}")
+        knobs = [f"T={t:g}"] + [f"top-k {k}"] * (k is not None) + [f"top-p {p:g}"] * (p is not None)
+        plot_filtering(logits, labels, t, k, p, n_show=n_show, ax=ax, title=", ".join(knobs))
+        ax.title.set_fontsize(9)
         ax.tick_params(axis="x", labelsize=6)
         ax.set_xlabel("")
         if ax is not axes[0, 0]:
