@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
 
 from llmlab.checks import REGISTRY, CheckFailed, check, load_all
-from _solutions import solution_namespace
 
 load_all()
 SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "02_embeddings.ipynb"
@@ -23,12 +21,6 @@ CONTRACT = {  # the exercise contract of the course: ids and signatures are fixe
     "embeddings.cross_entropy": "cross_entropy(logits: Tensor[N, V], targets: LongTensor[N]) -> Tensor[]",
 }
 IDS = list(CONTRACT)
-
-
-@pytest.fixture(scope="module")
-def solution() -> dict:
-    """The namespace of the solution notebook's imports and exercise cells."""
-    return solution_namespace("02_embeddings.ipynb", record_checks=True)
 
 
 def rejects(eid: str, impl) -> CheckFailed:
@@ -44,43 +36,8 @@ def test_contract_ids_and_signatures():
         assert REGISTRY[eid].signature.startswith(sig)
 
 
-def test_solution_metadata_lists_the_exercises():
-    meta = nbformat.read(str(SOLUTION), as_version=4).metadata["llmlab"]
-    assert meta == {"assignment": "02_embeddings", "exercises": IDS}
-
-
-@pytest.mark.parametrize("eid", IDS)
-def test_reference_passes(eid, capsys):
-    assert check(eid, REGISTRY[eid].reference) is True
-    assert capsys.readouterr().out == f"✔ {eid} — {len(REGISTRY[eid].probes)} checks passed\n"
-
-
-@pytest.mark.parametrize("eid", IDS)
-def test_solution_notebook_passes(solution, eid):
-    name = eid.split(".")[1]
-    assert (eid, solution[name]) in solution["__checked__"]  # the cell checks its own function under its id
-    assert check(eid, solution[name], quiet=True) is True
-
-
-@pytest.mark.parametrize("eid", IDS)
-def test_stub_is_not_implemented_yet(eid, capsys):
-    def stub(*args):
-        raise NotImplementedError()
-
-    assert check(eid, stub) is None
-    assert capsys.readouterr().out == f"… {eid}: not implemented yet\n"
-
-
 # ----------------------------------------------------------------------------- the known mistakes
 MISTAKES = [(eid, k) for eid in IDS for k in range(len(REGISTRY[eid].mistakes))]
-
-
-@pytest.mark.parametrize("eid, k", MISTAKES, ids=[f"{e.split('.')[1]}-{k}" for e, k in MISTAKES])
-def test_known_mistake_is_rejected_with_its_hint(eid, k):
-    m = REGISTRY[eid].mistakes[k]
-    err = rejects(eid, m.impl)
-    assert err.hint == m.hint
-    assert "expected" in err.message
 
 
 def test_every_exercise_has_a_bank_of_mistakes():

@@ -57,7 +57,7 @@ def plot_filtering_grid(logits: torch.Tensor, labels: Sequence[str], settings: S
     """One small panel per (temperature, top_k, top_p) setting, side by side."""
     fig, axes = plt.subplots(1, len(settings), figsize=(2.4 * len(settings), 2.8), sharey=True, squeeze=False)
     for ax, (t, k, p) in zip(axes[0], settings):
-        knobs = [f"T={t:g}"] + [f"top-k {k}"] * (k is not None) + [f"top-p {p:g}"] * (p is not None)
+        knobs = [f"T={t:g}"] + ([f"top-k {k}"] if k is not None else []) + ([f"top-p {p:g}"] if p is not None else [])
         plot_filtering(logits, labels, t, k, p, n_show=n_show, ax=ax, title=", ".join(knobs))
         ax.title.set_fontsize(9)
         ax.tick_params(axis="x", labelsize=6)
