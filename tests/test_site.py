@@ -184,6 +184,8 @@ def test_lesson_installs_llmlab_when_opened_in_colab(nb):
     """The Colab link opens the notebook alone: its first code cell must install the package there."""
     cells = [c for c in nbformat.read(str(nb), as_version=4).cells if c.cell_type == "code"]
     first = cells[0].source if cells else ""
+    url = _config()["repository"]["url"].rstrip("/")
+    assert f"git+{url}" in first, f"{nb.name}: the Colab cell should install from docs/_config.yml's repository.url ({url})"
     assert "google.colab" in first and "pip install" in first, (
         f"{nb.name}: the first code cell should install llmlab on Colab, e.g.\n"
         "import sys\nif \"google.colab\" in sys.modules:  # on Colab: install the course package first\n"
