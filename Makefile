@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 PYTEST_ARGS ?=
+# Only the notebook folders that exist: pytest-xdist collects nothing at all when one is missing.
+NB_DIRS := $(wildcard notebooks solutions exercises)
 
 .PHONY: lab setup setup-dev test test-unit test-notebooks test-browser exercises site doctor clean
 
@@ -23,7 +25,7 @@ test: setup-dev
 	$(PY) -m llmlab course build --check
 	LLMLAB_FAST=1 $(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider \
-	  tests notebooks solutions exercises $(PYTEST_ARGS)
+	  tests $(NB_DIRS) $(PYTEST_ARGS)
 
 test-unit: setup-dev
 	$(PY) -m pytest tests -m "not browser" $(PYTEST_ARGS)
