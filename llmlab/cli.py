@@ -4,8 +4,8 @@
     llmlab doctor                      is this machine ready for the course?
     llmlab course build [--check]      regenerate exercises/ from solutions/
     llmlab exercises                   list every exercise id, signature and points
-    llmlab train --config FILE ...     train a GPT            (llmlab.train)
-    llmlab sample --checkpoint PATH    sample from a checkpoint (llmlab.train)
+    llmlab train --config FILE ...     train a GPT            (llmlab.train_cli)
+    llmlab sample --checkpoint PATH    sample from a checkpoint (llmlab.train_cli)
     llmlab grade SUBMISSIONS ...       grade a class           (llmlab.grading)
 """
 
@@ -19,8 +19,8 @@ COMMANDS = [
     ("doctor", "llmlab.doctor", "check that this machine has what the course needs"),
     ("course", "llmlab.course", "build the exercise notebooks from the solutions"),
     ("exercises", "llmlab.course", "list every exercise with its signature and points"),
-    ("train", "llmlab.train", "train a GPT from a TOML config"),
-    ("sample", "llmlab.train", "generate text from a checkpoint"),
+    ("train", "llmlab.train_cli", "train a GPT from a TOML config"),
+    ("sample", "llmlab.train_cli", "generate text from a checkpoint"),
     ("grade", "llmlab.grading", "auto-grade a class of submitted notebooks"),
 ]
 
@@ -32,12 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llmlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module, help_text in COMMANDS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                continue  # not built yet
-            raise
+        mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_text, description=help_text)
         getattr(mod, f"configure_{name}")(p)
         p.set_defaults(_run=getattr(mod, f"run_{name}"))

@@ -484,28 +484,3 @@ class LossPlot:
         self.draw(history)
         self.handle.update(self.fig)
         self.last = time.perf_counter()
-
-
-# `llmlab train` / `llmlab sample` (llmlab.cli finds them here) live in llmlab.train_cli.
-def configure_train(parser) -> None:
-    from llmlab.train_cli import configure_train
-
-    configure_train(parser)
-
-
-def run_train(args) -> int:
-    from llmlab.train_cli import run_train
-
-    return run_train(args)
-
-
-def configure_sample(parser) -> None:
-    from llmlab.train_cli import configure_sample
-
-    configure_sample(parser)
-
-
-def run_sample(args) -> int:
-    from llmlab.train_cli import run_sample
-
-    return run_sample(args)

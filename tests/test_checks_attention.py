@@ -9,7 +9,6 @@ Bank sizes: softmax 6, causal_mask 5, scaled_dot_product_attention 8, MultiHeadA
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,26 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmlab import attention as ref
-from llmlab.checks import CheckFailed, check, load_all
+from llmlab.checks import check, load_all
+from _checks import assert_chapter, rejects
 
 load_all()
 IDS = ["attention.softmax", "attention.causal_mask", "attention.scaled_dot_product_attention", "attention.MultiHeadAttention"]
 
 
-@pytest.fixture(scope="module")
-def root() -> Path:  # module-scoped (conftest's is per test): the solution is exec-ed once
-    return Path(__file__).resolve().parent.parent
-
-
-def rejects(eid: str, impl, hint: str | None = None) -> CheckFailed:
-    with pytest.raises(CheckFailed) as info:
-        check(eid, impl, quiet=True)
-    if hint is not None:
-        assert hint in str(info.value), str(info.value)
-    return info.value
-
-
-# ----------------------------------------------------------------------------- pass
+def test_chapter_contract():
+    assert_chapter(IDS, "03_attention.ipynb")
 
 
 # ----------------------------------------------------------------------------- softmax: 6 wrong versions
@@ -191,3 +179,13 @@ def test_mha_without_the_gpt2_submodules_is_told_their_names():
 
     e = rejects("attention.MultiHeadAttention", Separate)
     assert "c_attn" in e.message
+
+
+def test_exercise_notebook_stubs_every_solution_region():
+    import nbformat
+
+    from _checks import ROOT
+
+    nb = nbformat.read(str(ROOT / "exercises" / "03_attention.ipynb"), as_version=4)
+    src = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert src.count("raise NotImplementedError()") == 5  # MultiHeadAttention has two regions

@@ -5,7 +5,6 @@ copies of the checks' own `Mistake`s), with the right hint where the mistake is 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,26 +13,15 @@ from torch import nn
 
 from llmlab import model as ref
 from llmlab.attention import MultiHeadAttention
-from llmlab.checks import REGISTRY, CheckFailed, check, load_all
+from llmlab.checks import REGISTRY, check, load_all
+from _checks import assert_chapter, rejects
 
 load_all()
 IDS = ["block.layer_norm", "block.RMSNorm", "block.MLP", "block.Block", "block.count_parameters"]
 
 
-@pytest.fixture(scope="module")
-def root() -> Path:  # module-scoped (conftest's is per test): the solution is exec-ed once
-    return Path(__file__).resolve().parent.parent
-
-
-def rejects(eid: str, impl, hint: str | None = None) -> CheckFailed:
-    with pytest.raises(CheckFailed) as info:
-        check(eid, impl, quiet=True)
-    if hint is not None:
-        assert hint in str(info.value), str(info.value)
-    return info.value
-
-
-# ----------------------------------------------------------------------------- pass
+def test_chapter_contract():
+    assert_chapter(IDS, "05_block.ipynb")
 
 
 # ----------------------------------------------------------------------------- layer_norm

@@ -5,16 +5,14 @@ with their own hint, and more that crash, lose autograd or return the wrong dtyp
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from llmlab.checks import REGISTRY, CheckFailed, check, load_all
+from llmlab.checks import REGISTRY, check, load_all
+from _checks import assert_chapter, rejects
 
 load_all()
-SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "02_embeddings.ipynb"
 CONTRACT = {  # the exercise contract of the course: ids and signatures are fixed
     "embeddings.one_hot_embedding": "one_hot_embedding(ids: LongTensor[...], weight: Tensor[V, C]) -> Tensor[..., C]",
     "embeddings.cosine_similarity": "cosine_similarity(a: Tensor[..., C], b: Tensor[..., C]) -> Tensor[...]",
@@ -23,21 +21,14 @@ CONTRACT = {  # the exercise contract of the course: ids and signatures are fixe
 IDS = list(CONTRACT)
 
 
-def rejects(eid: str, impl) -> CheckFailed:
-    with pytest.raises(CheckFailed) as info:
-        check(eid, impl, quiet=True)
-    return info.value
-
-
 # ----------------------------------------------------------------------------- contract and sources
 def test_contract_ids_and_signatures():
-    assert [e for e in REGISTRY if e.startswith("embeddings.")] == IDS
+    assert_chapter(IDS, "02_embeddings.ipynb")
     for eid, sig in CONTRACT.items():
         assert REGISTRY[eid].signature.startswith(sig)
 
 
 # ----------------------------------------------------------------------------- the known mistakes
-MISTAKES = [(eid, k) for eid in IDS for k in range(len(REGISTRY[eid].mistakes))]
 
 
 def test_every_exercise_has_a_bank_of_mistakes():

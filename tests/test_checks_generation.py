@@ -4,29 +4,19 @@ of the checks' own `Mistake`s), with the right hint where the mistake is a known
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import torch
 import torch.nn.functional as F
 
-from llmlab.checks import CheckFailed, check, load_all
+from llmlab.checks import check, load_all
+from _checks import assert_chapter, rejects
 
 load_all()
 IDS = ["generation.top_k_filter", "generation.top_p_filter"]
-NB = Path(__file__).resolve().parent.parent / "solutions" / "08_generation.ipynb"
+
+
+def test_chapter_contract():
+    assert_chapter(IDS, "08_generation.ipynb")
 NEG_INF = float("-inf")
-
-
-def rejects(eid: str, impl, hint: str | None = None) -> CheckFailed:
-    with pytest.raises(CheckFailed) as info:
-        check(eid, impl, quiet=True)
-    if hint is not None:
-        assert hint in str(info.value), str(info.value)
-    return info.value
-
-
-# ----------------------------------------------------------------------------- pass
 
 
 # ----------------------------------------------------------------------------- top-k: other correct forms pass

@@ -4,27 +4,21 @@ rejects a bank of wrong assemblies written the way learners write them."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from llmlab import model as ref
-from llmlab.checks import REGISTRY, CheckFailed, check, load_all
+from llmlab.checks import REGISTRY, check, load_all
+from _checks import assert_chapter, rejects
 
 load_all()
 IDS = ["gpt.GPT"]
-SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "06_gpt.ipynb"
 
 
-def rejects(impl, hint: str | None = None) -> CheckFailed:
-    with pytest.raises(CheckFailed) as info:
-        check("gpt.GPT", impl, quiet=True)
-    if hint is not None:
-        assert hint in str(info.value), str(info.value)
-    return info.value
+def test_chapter_contract():
+    assert_chapter(IDS, "06_gpt.ipynb")
 
 
 # ----------------------------------------------------------------------------- the bank
@@ -141,7 +135,7 @@ def _softmax_output(s, idx, targets):
     (gpt_class(_softmax_output), None),
 ])
 def test_gpt_rejects(impl, hint):
-    rejects(impl, hint)
+    rejects("gpt.GPT", impl, hint)
 
 
 def _trunk_no_ln(s, x):  # blocks without the final LayerNorm (ln_f exists but is never applied)
@@ -154,7 +148,7 @@ def test_gpt_without_final_norm_gets_the_ln_f_hint():
     def fwd(s, idx, targets):
         logits = s.lm_head(_trunk_no_ln(s, s.embed(idx)))
         return logits, _ce(logits, targets)
-    rejects(gpt_class(fwd), "final LayerNorm ln_f")
+    rejects("gpt.GPT", gpt_class(fwd), "final LayerNorm ln_f")
 
 
 def test_gpt_accepts_other_correct_forms():

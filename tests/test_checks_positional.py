@@ -9,28 +9,19 @@ llmlab/checks/positional.py, each rejected with its own hint).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from llmlab.checks import CheckFailed, check, load_all
+from llmlab.checks import check, load_all
+from _checks import assert_chapter, rejects
 
 load_all()
 IDS = ["positional.sinusoidal_encoding", "positional.apply_rope"]
 
 
-@pytest.fixture(scope="module")
-def root() -> Path:  # module-scoped (conftest's is per test): the solution is exec-ed once
-    return Path(__file__).resolve().parent.parent
-
-
-def rejects(eid: str, impl, hint: str | None = None) -> CheckFailed:
-    with pytest.raises(CheckFailed) as info:
-        check(eid, impl, quiet=True)
-    if hint is not None:
-        assert hint in str(info.value), str(info.value)
-    return info.value
+def test_chapter_contract():
+    assert_chapter(IDS, "04_positional.ipynb")
 
 
 # ----------------------------------------------------------------------------- pass

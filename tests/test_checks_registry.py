@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from torch import nn
 
-from _solutions import solution_namespace
+from _checks import solution_namespace
 from llmlab.checks import REGISTRY, CheckFailed, check, load_all
 
 load_all()

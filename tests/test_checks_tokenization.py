@@ -6,15 +6,14 @@ property (mutating the input, returning the wrong type, the GPT-2 split pattern)
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import pytest
 
 from llmlab import tokenizers as ref
-from llmlab.checks import REGISTRY, CheckFailed, check, load_all
+from llmlab.checks import REGISTRY, check, load_all
+from _checks import assert_chapter, rejects
 
 load_all()
-SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "01_tokens.ipynb"
 CONTRACT = {  # the exercise contract of the course: ids and signatures are fixed
     "tokenization.get_pair_counts": "get_pair_counts(ids: list[int]) -> dict[tuple[int, int], int]",
     "tokenization.merge": "merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]",
@@ -24,21 +23,14 @@ CONTRACT = {  # the exercise contract of the course: ids and signatures are fixe
 IDS = list(CONTRACT)
 
 
-def rejects(eid: str, impl) -> CheckFailed:
-    with pytest.raises(CheckFailed) as info:
-        check(eid, impl, quiet=True)
-    return info.value
-
-
 # ----------------------------------------------------------------------------- contract and sources
 def test_contract_ids_and_signatures():
-    assert [e for e in REGISTRY if e.startswith("tokenization.")] == IDS
+    assert_chapter(IDS, "01_tokens.ipynb")
     for eid, sig in CONTRACT.items():
         assert REGISTRY[eid].signature.startswith(sig)
 
 
 # ----------------------------------------------------------------------------- the known mistakes
-MISTAKES = [(eid, k) for eid in IDS for k in range(len(REGISTRY[eid].mistakes))]
 
 
 def test_every_exercise_has_a_bank_of_mistakes():

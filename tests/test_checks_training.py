@@ -5,27 +5,18 @@ of the checks' own `Mistake`s), with the right hint where the mistake is a known
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import pytest
 import torch
 
-from llmlab.checks import CheckFailed, check, load_all
+from llmlab.checks import check, load_all
+from _checks import assert_chapter, rejects
 
 load_all()
 IDS = ["training.get_batch", "training.lr_at", "training.train_step"]
-NB = Path(__file__).resolve().parent.parent / "solutions" / "07_training.ipynb"
 
 
-def rejects(eid: str, impl, hint: str | None = None) -> CheckFailed:
-    with pytest.raises(CheckFailed) as info:
-        check(eid, impl, quiet=True)
-    if hint is not None:
-        assert hint in str(info.value), str(info.value)
-    return info.value
-
-
-# ----------------------------------------------------------------------------- pass
+def test_chapter_contract():
+    assert_chapter(IDS, "07_training.ipynb")
 
 
 # ----------------------------------------------------------------------------- get_batch: correct variants pass

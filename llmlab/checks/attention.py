@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from llmlab import attention as ref
-from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, equal, randn, register
+from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, equal, keeps_input, randn, register
 
 # ----------------------------------------------------------------------------- softmax
 def _stable_exp(x, dim):
@@ -20,19 +20,6 @@ def _stable_exp(x, dim):
 
 def _softmax_sum(fn, x, dim):
     return fn(x, dim=dim).sum(dim=dim)
-
-
-def _softmax_keeps_input(fn, x, dim):
-    """The output, or None when the call changed x in place (a mutation hides behind a right answer)."""
-    before = x.clone()
-    out = fn(x, dim=dim)
-    return out if torch.equal(x, before) else None
-
-
-def _kept(got, expected, args):
-    if got is None:
-        raise CheckFailed("your function changed its input tensor in place; work on a new tensor (x - m, not x -= m)")
-    close()(got, expected, args)
 
 
 register(Exercise(
@@ -50,7 +37,7 @@ register(Exercise(
         Probe("stable for very negative logits", lambda g: (randn(g, 2, 7, scale=10.0) - 1000.0, -1),
               hint="exp(-1000) underflows to 0 and 0/0 is nan; subtract each row's maximum first"),
         Probe("masked entries (-inf) get zero weight", lambda g: (randn(g, 4, 6).masked_fill(ref.causal_mask(6)[:4, :] == 0, float("-inf")), -1)),
-        Probe("leaves its input unchanged", lambda g: (randn(g, 3, 5), -1), run=_softmax_keeps_input, compare=_kept),
+        Probe("leaves its input unchanged", lambda g: (randn(g, 3, 5), -1), **keeps_input("work on a new tensor (x - m, not x -= m)")),
     ],
     mistakes=[
         Mistake("you normalised over the wrong axis: sum over `dim` (with keepdim=True), not over axis 0",

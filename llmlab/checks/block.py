@@ -18,7 +18,7 @@ from torch import nn
 
 from llmlab import model as ref
 from llmlab.attention import MultiHeadAttention
-from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, equal, randn, register
+from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, equal, randn, register
 
 
 # ----------------------------------------------------------------------------- loading fixed weights

@@ -121,6 +121,31 @@ def close(atol: float = 1e-5, rtol: float = 1e-4, what: str = "output") -> Calla
     return compare
 
 
+def keeps_input(message: str, compare: Callable | None = None) -> dict:
+    """`run` and `compare` of a "leaves its input unchanged" probe, for an exercise whose first
+    argument is a tensor: the output comes back only when that tensor is intact (None when the
+    call changed it in place) and is then compared like any other output, so a function that
+    ignores its input earns nothing here. `message` says what to do instead of mutating.
+        Probe("leaves its input unchanged", inputs, **keeps_input("work on a new tensor"))"""
+    compare = compare or close()
+
+    def run(fn, x, *rest):
+        before = x.clone()
+        out = fn(x, *rest)
+        return out if torch.equal(x, before) else None
+
+    def check_kept(got, expected, args=None):
+        if got is None and expected is None:  # a known mistake that also mutates: diagnosis matches it
+            return
+        if got is None:
+            raise CheckFailed(f"your function changed its input tensor in place; {message}")
+        if expected is None:
+            raise CheckFailed("your function leaves its input unchanged here, unlike this mistake")
+        compare(got, expected, args)
+
+    return {"run": run, "compare": check_kept}
+
+
 def equal(what: str = "output") -> Callable:
     """Exact equality for ints, lists, tuples and dicts (and integer/bool tensors)."""
 

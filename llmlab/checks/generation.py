@@ -13,20 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from llmlab import sampling as ref
-from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, randn, register
+from llmlab.checks.core import Exercise, Mistake, Probe, keeps_input, randn, register
 
 NEG_INF = float("-inf")
 
 
-def _unchanged(fn, logits, arg):
-    before = logits.clone()
-    fn(logits, arg)
-    return torch.tensor(torch.equal(logits, before))
-
-
-def _kept(got, expected, args):
-    if bool(expected) and not bool(got):  # (a mistake that also mutates gives False too: diagnosis matches it)
-        raise CheckFailed("your function changed its input tensor in place; return a new tensor (logits.masked_fill(...), not logits[...] = ...)")
+KEEPS_LOGITS = keeps_input("return a new tensor (logits.masked_fill(...), not logits[...] = ...)")
 
 
 # ----------------------------------------------------------------------------- top-k
@@ -75,7 +67,7 @@ register(Exercise(
         Probe("k = V keeps everything", lambda g: (randn(g, 2, 9), 9)),
         Probe("works with two leading axes [2, 3, V]", lambda g: (randn(g, 2, 3, 12), 4)),
         Probe("a single row [V]", lambda g: (randn(g, 10), 2)),
-        Probe("leaves its input unchanged", lambda g: (randn(g, 3, 10), 3), run=_unchanged, compare=_kept),
+        Probe("leaves its input unchanged", lambda g: (randn(g, 3, 10), 3), **KEEPS_LOGITS),
     ],
     mistakes=[
         Mistake("tokens tied with the k-th largest must stay: mask where logits < (k-th largest value), instead of keeping exactly k indices", _topk_wrong("exactly_k")),
@@ -146,7 +138,7 @@ register(Exercise(
         Probe("p = 1 keeps every token", lambda g: (randn(g, 3, 10), 1.0)),
         Probe("rows that already hold -inf (top-k, then top-p)", lambda g: (_after_topk(g, 3, 11, 5), 0.8)),
         Probe("works with two leading axes [2, 3, V]", lambda g: (randn(g, 2, 3, 9, scale=2.0), 0.7)),
-        Probe("leaves its input unchanged", lambda g: (randn(g, 3, 10), 0.8), run=_unchanged, compare=_kept),
+        Probe("leaves its input unchanged", lambda g: (randn(g, 3, 10), 0.8), **KEEPS_LOGITS),
     ],
     mistakes=[
         Mistake("you dropped the token that carries the total past p: keep a token when the mass of the tokens ranked above it (cumsum - prob) is < p", _topp_wrong("strict_top")),

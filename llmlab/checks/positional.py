@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from llmlab import positional as ref
-from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, randn, register
+from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, keeps_input, randn, register
 
 # Angles reach ~60 rad in these probes; float32 rounds such an angle to ~4e-6, and two
 # correct ways of computing base^(-2i/d) (pow vs exp/log) differ by ~1e-7 relatively. Every
@@ -110,18 +110,6 @@ def _position_zero(fn, x, *rest):
     return fn(x, *rest)[..., 0, :] - x[..., 0, :]
 
 
-def _keeps_input(fn, x, *rest):
-    before = x.clone()
-    fn(x, *rest)
-    return (x == before).all()
-
-
-def _kept(got, expected, args):
-    # compared with `expected` rather than with True, so a known in-place mistake is recognised
-    if not isinstance(got, torch.Tensor) or bool(got) != bool(expected):
-        raise CheckFailed("your function changed its input tensor in place; build the rotated tensor as a new one (torch.stack / torch.cat)")
-
-
 def _rope_wrong(layout="pairs", base_used=True, start=0, exponent="2i/D", direction=1, rotation=True, tiling="interleave", inplace=False, op="divide"):
     """A family of wrong RoPEs; the defaults give the right one."""
 
@@ -170,7 +158,7 @@ register(Exercise(
         Probe("respects base (base=100, x[4, 9, 6])", lambda g: (randn(g, 4, 9, 6), 100.0), compare=_close,
               hint="use the `base` argument instead of the constant 10000"),
         Probe("works without batch axes (x[T=20, D=10])", lambda g: (randn(g, 20, 10), 500.0), compare=_close),
-        Probe("leaves its input unchanged", lambda g: (randn(g, 3, 6),), run=_keeps_input, compare=_kept),
+        Probe("leaves its input unchanged", lambda g: (randn(g, 3, 6),), **keeps_input("build the rotated tensor as a new one (torch.stack / torch.cat)")),
     ],
     mistakes=[
         Mistake("you rotated the two halves (x[i], x[i + D/2]) as GPT-NeoX's rotate_half does; this exercise pairs *adjacent* "

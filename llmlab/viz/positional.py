@@ -116,7 +116,7 @@ def plot_overview(T: int = 64, d: int = 64, base: float = 10000.0):
     plot_sinusoidal(T, d, base, ax=axes[0])
     plot_rope_scores(d, max_distance=min(T, 48), base=base, ax=axes[1])
     axes[1].legend(fontsize=6)
-    im = axes[2].imshow(alibi_bias(8, 16)[2].clamp(min=-8).numpy(), cmap="viridis")
+    axes[2].imshow(alibi_bias(8, 16)[2].clamp(min=-8).numpy(), cmap="viridis")
     axes[2].set_title("ALiBi bias, head 2 of 8", fontsize=9)
     axes[2].set_xlabel("key j")
     axes[2].set_ylabel("query i")
