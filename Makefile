@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 PYTEST_ARGS ?=
+# As root (containers, cloud notebooks, CI) JupyterLab refuses to start without --allow-root: pass it
+# there. `make lab ALLOW_ROOT=` leaves it out.
+ALLOW_ROOT ?= $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 # Only the notebook folders that exist: pytest-xdist collects nothing at all when one is missing.
 NB_DIRS := $(wildcard notebooks solutions exercises)
 
@@ -12,8 +15,9 @@ NB_DIRS := $(wildcard notebooks solutions exercises)
 
 lab: setup
 	$(PY) -m llmlab doctor --no-compile || true
+	@$(if $(ALLOW_ROOT),echo "make lab: running as root: JupyterLab gets --allow-root (make lab ALLOW_ROOT= leaves it out)")
 	$(PY) -m jupyter lab --notebook-dir=. --port=$(PORT) $(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) \
-	  --LabApp.default_url=/lab/tree/notebooks/00_welcome.ipynb $(LAB_ARGS)
+	  --LabApp.default_url=/lab/tree/notebooks/00_welcome.ipynb --LabApp.news_url=None $(ALLOW_ROOT) $(LAB_ARGS)
 
 setup:
 	@scripts/bootstrap.sh

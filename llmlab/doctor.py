@@ -26,8 +26,17 @@ def _works(fn) -> tuple[bool, str]:
         return False, f"no ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})"
 
 
-def report(check_compile: bool = True) -> tuple[list[tuple[str, str]], list[str]]:
-    """(rows of (what, finding), problems)."""
+def bf16_finding(runs: bool, speed) -> str:
+    """The doctor's bf16 line: whether autocast runs, and whether it is fast here (a `Bf16Speed`)."""
+    if not runs:
+        return "no - training uses fp32 (or fp16 with a scaler on older GPUs)"
+    if speed.fast:
+        return f"yes, {speed.describe()}"
+    return f"yes, but {speed.describe()} - dtype='auto' trains in fp32 here; dtype='bf16' warns"
+
+
+def report(check_compile: bool = True, bf16=None) -> tuple[list[tuple[str, str]], list[str]]:
+    """(rows of (what, finding), problems). `bf16`: a `Bf16Speed` to report instead of measuring."""
     rows: list[tuple[str, str]] = [("python", f"{sys.version.split()[0]} ({platform.system()} {platform.machine()})")]
     problems: list[str] = []
     if sys.version_info < (3, 10):
@@ -43,12 +52,13 @@ def report(check_compile: bool = True) -> tuple[list[tuple[str, str]], list[str]
     import torch
 
     from llmlab.data import cache_dir
-    from llmlab.device import device_name, get_device, supports_bf16
+    from llmlab.device import bf16_speed, device_name, get_device, supports_bf16
 
     dev = get_device()
     rows.append(("device", f"{dev.type} ({device_name(dev)})"))
     rows.append(("cuda build", torch.version.cuda or "no (CPU build)"))
-    rows.append(("bf16 autocast", "yes" if supports_bf16(dev) else "no"))
+    runs = supports_bf16(dev)
+    rows.append(("bf16 autocast", bf16_finding(runs, bf16 if bf16 is not None else bf16_speed(dev) if runs else None)))
     if check_compile:
         def compiled():
             f = torch.compile(lambda x: (x * 2).sin().sum())

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from llmlab.device import supports_bf16
+from llmlab.device import bf16_is_fast, supports_bf16, warn_if_bf16_slow
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -145,13 +145,16 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequ
 
 # ----------------------------------------------------------------------------- speed: precision and compilation
 def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """"auto" = bf16 on GPUs that have it, fp16 (with a scaler) on older GPUs, fp32 elsewhere."""
+    """"auto" = bf16 on GPUs where it is fast, fp16 (with a scaler) on older GPUs, fp32 elsewhere.
+    "bf16" where it runs but is slow (a CPU without bf16 matrix units) warns once, with the measurement."""
     if name == "auto":
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if supports_bf16(device) else torch.float16
-    if name == "bf16" and not supports_bf16(device):
-        raise ValueError(f"dtype='bf16': bf16 autocast is not supported on {device}; use 'fp16' (a GPU without bf16) or 'fp32'")
+        return torch.bfloat16 if bf16_is_fast(device) else torch.float16
+    if name == "bf16":
+        if not supports_bf16(device):
+            raise ValueError(f"dtype='bf16': bf16 autocast is not supported on {device}; use 'fp16' (a GPU without bf16) or 'fp32'")
+        warn_if_bf16_slow(device)
     return DTYPES[name]
 
 

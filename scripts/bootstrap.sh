@@ -35,8 +35,18 @@ if ! "$VENV/bin/python" -c 'import torch' >/dev/null 2>&1; then
   "${PIP[@]}" "$TORCH_SPEC" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 stamp="$VENV/.llmlab-installed${extra:+-$extra}"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+fresh() { [ -f "$1" ] && ! [ pyproject.toml -nt "$1" ]; }
+# The dev install includes the course install: `make lab` after `make test` installs nothing (and never
+# reinstalls llmlab under a test run that is using it).
+if ! fresh "$stamp" && ! { [ -z "$extra" ] && fresh "$VENV/.llmlab-installed-dev"; }; then
   echo "bootstrap: installing llmlab${extra:+[$extra]} (editable)"
   "${PIP[@]}" -e ".${extra:+[$extra]}"
   touch "$stamp"
+fi
+# The course's JupyterLab defaults (overrides.d: defaults, not the user's own settings, which still win):
+# no "get notified about official Jupyter news?" toast and no update check; the course runs offline.
+lab_defaults="$VENV/share/jupyter/lab/settings/overrides.d/llmlab.json"
+if ! cmp -s scripts/lab-overrides.json "$lab_defaults" 2>/dev/null; then
+  mkdir -p "$(dirname "$lab_defaults")"
+  cp scripts/lab-overrides.json "$lab_defaults"
 fi

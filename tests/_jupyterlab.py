@@ -126,7 +126,7 @@ def stage_course(root: Path, dest: Path) -> Path:
 class JupyterLab:
     """`jupyter lab` on 127.0.0.1 with a random token, serving `root_dir`; stop() ends it."""
 
-    def __init__(self, root_dir: Path, work: Path):
+    def __init__(self, root_dir: Path, work: Path, jupyter_path: Path | None = None):
         self.root_dir, self.work = root_dir, work
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -144,6 +144,8 @@ class JupyterLab:
             JUPYTER_CONFIG_DIR=str(work / "jupyter-config"),
             JUPYTER_RUNTIME_DIR=str(work / "jupyter-runtime"),
         )
+        if jupyter_path is not None:  # extra kernel specs (the stalled-kernel test)
+            env["JUPYTER_PATH"] = str(jupyter_path)
         cmd = [
             sys.executable, "-m", "jupyter", "lab",
             "--no-browser",
@@ -231,7 +233,7 @@ NOTEBOOK_STATE_JS = """() => {
                 running: !!(prompt && prompt.textContent.includes('*')),
                 empty: !cell.model.sharedModel.getSource().trim(), outputs});
   });
-  return {kernel: kernel ? kernel.status : 'none', cells,
+  return {kernel: kernel ? kernel.status : 'none', connection: kernel ? kernel.connectionStatus : 'none', cells,
           busy: panel.sessionContext.isRestarting || !panel.sessionContext.isReady};
 }"""
 
@@ -255,13 +257,81 @@ CONTROLS = (
 )
 
 
-def open_notebook(page, lab: JupyterLab, rel: str) -> None:
+class KernelStalled(AssertionError):
+    """The notebook's kernel never became ready, died, or stopped answering: fail now, with the
+    server's log, instead of running out a long timeout."""
+
+
+# How long a kernel may be anything but idle-or-busy-and-connected (starting, restarting, connecting,
+# dead), or idle while cells wait, before the test gives up. A kernel starts in 1-3 s here, 5-10 s on a
+# loaded 2-core machine; a cell that computes keeps the kernel busy, which never counts as a stall.
+KERNEL_STALL_S = 30
+APP_LOAD_S = 60  # JupyterLab's page, until the notebook panel exists (2-10 s here)
+
+
+def _kernel_ok(state: dict | None) -> bool:
+    return bool(state) and state["kernel"] in ("idle", "busy") and state["connection"] == "connected"
+
+
+class Watchdog:
+    """Raises KernelStalled when a kernel stays unready, or idle with cells queued, for `stall_s`,
+    when it dies, or when the JupyterLab server exits. Fed one notebook state per poll."""
+
+    def __init__(self, lab: "JupyterLab | None", stall_s: float = KERNEL_STALL_S):
+        self.lab, self.stall_s = lab, stall_s
+        self.unready_since: float | None = None
+        self.idle_waiting_since: float | None = None
+        self.seen: list[str] = []  # the kernel states passed through, for the failure message
+
+    def fail(self, why: str, state: dict | None) -> None:
+        log = self.lab.log_tail(6000) if self.lab else "(no server log)"
+        raise KernelStalled(f"{why}\nkernel states seen: {' -> '.join(self.seen) or 'none'}; "
+                            f"last state: {json.dumps(summarise(state))[:1500]}\n"
+                            f"--- JupyterLab server log (tail) ---\n{log}")
+
+    def feed(self, state: dict | None) -> None:
+        now = time.monotonic()
+        label = f"{state['kernel']}/{state['connection']}" if state else "no notebook"
+        if not self.seen or self.seen[-1] != label:
+            self.seen.append(label)
+        if self.lab is not None and self.lab.proc.poll() is not None:
+            self.fail(f"the JupyterLab server exited with code {self.lab.proc.returncode}", state)
+        if state and state["kernel"] == "dead":
+            self.fail("the kernel is dead", state)
+        if _kernel_ok(state):
+            self.unready_since = None
+        elif self.unready_since is None:
+            self.unready_since = now
+        elif now - self.unready_since > self.stall_s:
+            self.fail(f"the kernel was not ready (idle or busy, and connected) for {self.stall_s:.0f} s", state)
+        waiting = _kernel_ok(state) and state["kernel"] == "idle" and not state["busy"] and any(c["running"] for c in state["cells"])
+        if not waiting:
+            self.idle_waiting_since = None
+        elif self.idle_waiting_since is None:
+            self.idle_waiting_since = now
+        elif now - self.idle_waiting_since > self.stall_s:
+            self.fail(f"the kernel sat idle for {self.stall_s:.0f} s while cells waited to run "
+                      f"(their execute requests never reached it: a dead connection)", state)
+
+
+def open_notebook(page, lab: JupyterLab, rel: str, stall_s: float = KERNEL_STALL_S) -> None:
+    """Open `rel` and wait until its kernel is started, connected and idle (so that a restart never
+    races the kernel that opening the notebook starts); KernelStalled, with the server log, if not."""
     page.goto(lab.url(rel))
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext.isReady", timeout=90_000)
+    try:
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=APP_LOAD_S * 1000)
+    except Exception as e:  # playwright's TimeoutError
+        Watchdog(lab).fail(f"JupyterLab did not show the notebook within {APP_LOAD_S} s ({type(e).__name__})", None)
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=30_000)
     page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # the notebook only, full width
+    dog = Watchdog(lab, stall_s)
+    while True:
+        state = page.evaluate(NOTEBOOK_STATE_JS)
+        dog.feed(state)
+        if _kernel_ok(state) and state["kernel"] == "idle" and not state["busy"]:
+            return
+        time.sleep(0.25)
 
 
 def click_menu(page, menu: str, item: str) -> None:
@@ -269,7 +339,7 @@ def click_menu(page, menu: str, item: str) -> None:
     page.locator(".lm-Menu-itemLabel", has_text=item).first.click()
 
 
-def restart_and_run_all(page, timeout_s: float) -> dict:
+def restart_and_run_all(page, timeout_s: float, lab: JupyterLab | None = None, stall_s: float = KERNEL_STALL_S) -> dict:
     """Clear the stored outputs, then Kernel > Restart Kernel and Run All Cells…, as a learner would;
     returns the notebook state once the kernel is idle and nothing is queued any more."""
     click_menu(page, "Edit", "Clear Outputs of All Cells")
@@ -280,16 +350,20 @@ def restart_and_run_all(page, timeout_s: float) -> dict:
         dialog.click()
     except Exception:  # the restart dialog can be switched off; then there is nothing to confirm
         pass
-    return wait_until_settled(page, timeout_s, need_all=True)
+    return wait_until_settled(page, timeout_s, need_all=True, lab=lab, stall_s=stall_s)
 
 
-def wait_until_settled(page, timeout_s: float, need_all: bool = False) -> dict:
+def wait_until_settled(page, timeout_s: float, need_all: bool = False, lab: JupyterLab | None = None,
+                       stall_s: float = KERNEL_STALL_S) -> dict:
     """Poll until the kernel is idle with nothing running, twice in a row; with need_all, also until
-    every non-empty code cell has run (or an error stopped the run)."""
+    every non-empty code cell has run (or an error stopped the run). `timeout_s` bounds cells that
+    compute; a kernel that is not ready, dead or deaf fails within `stall_s` (Watchdog)."""
     deadline = time.monotonic() + timeout_s
     calm, state = 0, None
+    dog = Watchdog(lab, stall_s)
     while time.monotonic() < deadline:
         state = page.evaluate(NOTEBOOK_STATE_JS)
+        dog.feed(state)
         done = state and state["kernel"] == "idle" and not state["busy"] and not any(c["running"] for c in state["cells"])
         if done and need_all:
             code = [c for c in state["cells"] if not c["empty"]]
@@ -306,7 +380,7 @@ def wait_until_settled(page, timeout_s: float, need_all: bool = False) -> dict:
 def summarise(state: dict | None) -> dict | None:
     if not state:
         return state
-    return {"kernel": state["kernel"], "not run": [c["index"] for c in state["cells"] if c["count"] is None and not c["empty"]],
+    return {"kernel": state["kernel"], "connection": state.get("connection"), "not run": [c["index"] for c in state["cells"] if c["count"] is None and not c["empty"]],
             "running": [c["index"] for c in state["cells"] if c["running"]]}
 
 
@@ -436,7 +510,7 @@ def move_control(page, control) -> str:
     return ""
 
 
-def check_interactions(page, cell_timeout_s: float = 60) -> tuple[list[str], list[str]]:
+def check_interactions(page, cell_timeout_s: float = 60, lab: JupyterLab | None = None) -> tuple[list[str], list[str]]:
     """For every control of every interactive output: move it, and see that what is shown changes.
     Returns (what was tried, what failed)."""
     tried, failed = [], []
@@ -460,7 +534,7 @@ def check_interactions(page, cell_timeout_s: float = 60) -> tuple[list[str], lis
                 changed = after != before and bool(after)
             if not changed:
                 failed.append(f"cell {index}: {what}: nothing shown changed within {cell_timeout_s:.0f} s")
-            wait_until_settled(page, cell_timeout_s)
+            wait_until_settled(page, cell_timeout_s, lab=lab)
             page.wait_for_timeout(200)  # let the redrawn output land before the next control
     return tried, failed
 

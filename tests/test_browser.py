@@ -10,15 +10,20 @@ manager, images need the browser to decode them). Runs with LLMLAB_FAST=1 (short
 
 from __future__ import annotations
 
+import json
 import re
+import sys
+import time
 
 import nbformat
 import pytest
 
 from _jupyterlab import (
+    KERNEL_STALL_S,
     ROOT,
     VIEWPORT,
     JupyterLab,
+    KernelStalled,
     check_interactions,
     counts_in_model,
     launch_chromium,
@@ -78,8 +83,8 @@ def _stem(rel: str) -> str:
 def _run(page, lab, rel: str) -> dict:
     open_notebook(page, lab, rel)
     try:
-        state = restart_and_run_all(page, RUN_TIMEOUT_S)
-    except TimeoutError:
+        state = restart_and_run_all(page, RUN_TIMEOUT_S, lab=lab)
+    except (TimeoutError, KernelStalled):
         screenshot_notebook(page, _stem(rel))
         raise
     screenshot_notebook(page, _stem(rel))
@@ -107,7 +112,7 @@ def test_notebook_runs_in_jupyterlab_and_shows_everything(page, lab, rel):
     broken = [w["text"] for w in shown["widgets"] if not w["ok"]]
     assert not broken, f"{rel}: widgets not rendered: {broken}"
 
-    tried, failed = check_interactions(page)
+    tried, failed = check_interactions(page, lab=lab)
     if model["widgets"]:
         assert tried or not any(w["controls"] for w in shown["widgets"]), f"{rel}: found widget controls but moved none"
     assert not failed, f"{rel}: widget controls that change nothing shown:\n" + "\n".join(failed)
@@ -135,3 +140,34 @@ def test_unsolved_exercises_run_to_the_end_and_say_not_implemented(page, lab):
     ids = nbformat.read(str(nb_path), as_version=4).metadata["llmlab"]["exercises"]
     missing = [i for i in ids if not re.search(rf"{re.escape(i)}: not implemented yet", text)]
     assert not missing, f"{rel}: these checks did not say 'not implemented yet': {missing}"
+
+
+def test_a_kernel_that_never_becomes_ready_fails_within_a_minute_with_the_server_log(browser, tmp_path):
+    """The watchdog, proven: a kernel spec whose process only sleeps (it never answers kernel_info)
+    must fail the run in about KERNEL_STALL_S seconds, with the server's log, not after RUN_TIMEOUT_S."""
+    spec = tmp_path / "jupyter-data" / "kernels" / "never-ready"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", "import time; time.sleep(120)", "{connection_file}"],
+        "display_name": "never ready", "language": "python"}))
+    course = tmp_path / "course"
+    course.mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "never-ready", "display_name": "never ready", "language": "python"}})
+    nb.cells.append(nbformat.v4.new_code_cell("1 + 1"))
+    nbformat.write(nb, str(course / "never_ready.ipynb"))
+    server = JupyterLab(course, tmp_path, jupyter_path=tmp_path / "jupyter-data")
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        t0 = time.monotonic()
+        with pytest.raises(KernelStalled) as err:
+            _run(page, server, "never_ready.ipynb")
+        elapsed = time.monotonic() - t0
+    finally:
+        context.close()
+        server.stop()
+    message = str(err.value)
+    assert elapsed < 60, f"the stalled kernel was reported after {elapsed:.0f} s, not within a minute"
+    assert elapsed >= KERNEL_STALL_S - 1, f"reported after {elapsed:.0f} s: sooner than the stall limit"
+    assert "not ready" in message and "JupyterLab server log" in message, message[:2000]
+    assert "Kernel started" in message, "the server's log is not in the failure message"

@@ -73,3 +73,91 @@ def test_cli_lists_exercises_and_rejects_unknown_commands():
     assert r.returncode == 0 and "attention.softmax" in r.stdout
     r = _llmlab("no-such-command")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+# --------------------------------------------------------------------------- bf16: does it run, and is it fast?
+
+@pytest.fixture
+def fresh_bf16(monkeypatch):
+    """bf16_speed measures once per process: forget it (and the warn-once record) around a test."""
+    import llmlab.device as device
+
+    device._bf16_speed.cache_clear()
+    device._warned_slow_bf16.clear()
+    yield monkeypatch
+    device._bf16_speed.cache_clear()
+    device._warned_slow_bf16.clear()
+
+
+def test_bf16_speed_says_fast_or_slow_with_the_ratio():
+    from llmlab.device import BF16_FAST_AT, Bf16Speed
+
+    amx = Bf16Speed(fp32_ms=0.19, bf16_ms=0.07)  # 256^3 on a CPU with AMX, measured 2026-12-01
+    emulated = Bf16Speed(fp32_ms=70.0, bf16_ms=1011.0)  # an AVX2-only EPYC's training step (issue 9)
+    assert amx.fast and amx.describe().startswith("fast here: 2.71x float32's speed")
+    assert not emulated.fast and emulated.describe().startswith("slow here: 14.4x slower than float32")
+    # the boundary: fast exactly from BF16_FAST_AT on
+    assert Bf16Speed(1.0, 1.0 / BF16_FAST_AT).fast and not Bf16Speed(1.0, 1.01 / BF16_FAST_AT).fast
+
+
+def test_measure_bf16_times_both_paths_on_this_cpu():
+    from llmlab.device import measure_bf16
+
+    s = measure_bf16(torch.device("cpu"), size=64, reps=2)
+    assert s.fp32_ms > 0 and s.bf16_ms > 0 and s.size == 64 and s.source == "measured"
+
+
+def test_doctor_reports_bf16_fast_and_slow_branches():
+    from llmlab import doctor
+    from llmlab.device import Bf16Speed
+
+    def bf16_row(speed):
+        rows, problems = doctor.report(check_compile=False, bf16=speed)
+        return dict(rows)["bf16 autocast"]
+
+    fast = bf16_row(Bf16Speed(0.3, 0.1))
+    assert fast.startswith("yes, fast here: 3.00x float32's speed") and "warns" not in fast
+    slow = bf16_row(Bf16Speed(70.0, 1011.0))
+    assert slow.startswith("yes, but slow here: 14.4x slower than float32"), slow
+    assert "trains in fp32 here" in slow
+    assert doctor.bf16_finding(False, None).startswith("no")
+
+
+def test_doctor_cli_takes_an_injected_ratio_and_rejects_a_bad_one():
+    env = {**__import__("os").environ, "LLMLAB_BF16_SPEEDUP": "0.07"}
+    r = _llmlab("doctor", "--no-compile", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "yes, but slow here: 14.3x slower than float32 (set by LLMLAB_BF16_SPEEDUP)" in r.stdout
+    r = _llmlab("doctor", "--no-compile", env={**env, "LLMLAB_BF16_SPEEDUP": "fast"})
+    assert r.returncode != 0 and "LLMLAB_BF16_SPEEDUP='fast': expected a positive number" in r.stderr
+
+
+def test_asking_for_bf16_where_it_is_slow_warns_once_with_the_measurement(fresh_bf16):
+    import warnings
+
+    from llmlab.optim import resolve_amp_dtype
+
+    cpu = torch.device("cpu")
+    if not supports_bf16(cpu):
+        pytest.skip("bf16 autocast does not run on this CPU at all")
+    fresh_bf16.setenv("LLMLAB_BF16_SPEEDUP", "0.07")
+    with pytest.warns(RuntimeWarning, match=r"dtype='bf16' on cpu: bf16 autocast is slow here: 14.3x slower"):
+        assert resolve_amp_dtype("bf16", cpu) == torch.bfloat16  # asked for: still given, with the warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second request in the same process says nothing
+        assert resolve_amp_dtype("bf16", cpu) == torch.bfloat16
+        assert resolve_amp_dtype("auto", cpu) is None  # auto never picks bf16 on a CPU
+
+
+def test_asking_for_bf16_where_it_is_fast_says_nothing(fresh_bf16):
+    import warnings
+
+    from llmlab.optim import resolve_amp_dtype
+
+    cpu = torch.device("cpu")
+    if not supports_bf16(cpu):
+        pytest.skip("bf16 autocast does not run on this CPU at all")
+    fresh_bf16.setenv("LLMLAB_BF16_SPEEDUP", "3")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_amp_dtype("bf16", cpu) == torch.bfloat16
