@@ -277,8 +277,8 @@ class Watchdog:
     """Raises KernelStalled when a kernel stays unready, or idle with cells queued, for `stall_s`,
     when it dies, or when the JupyterLab server exits. Fed one notebook state per poll."""
 
-    def __init__(self, lab: "JupyterLab | None", stall_s: float = KERNEL_STALL_S):
-        self.lab, self.stall_s = lab, stall_s
+    def __init__(self, lab: "JupyterLab | None", stall_s: float = KERNEL_STALL_S, clock=time.monotonic):
+        self.lab, self.stall_s, self.clock = lab, stall_s, clock
         self.unready_since: float | None = None
         self.idle_waiting_since: float | None = None
         self.seen: list[str] = []  # the kernel states passed through, for the failure message
@@ -290,7 +290,7 @@ class Watchdog:
                             f"--- JupyterLab server log (tail) ---\n{log}")
 
     def feed(self, state: dict | None) -> None:
-        now = time.monotonic()
+        now = self.clock()
         label = f"{state['kernel']}/{state['connection']}" if state else "no notebook"
         if not self.seen or self.seen[-1] != label:
             self.seen.append(label)
