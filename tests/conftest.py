@@ -34,3 +34,21 @@ def shakespeare_path() -> Path:
     if not p.is_file():
         pytest.skip("Tiny Shakespeare development copy not found (../shared/data)")
     return p
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where the time went: the browser tests' share (issue 9 keeps that pass under 10 minutes)."""
+    total = browser = 0.0
+    n_browser = 0
+    for reports in terminalreporter.stats.values():
+        for r in reports:
+            d = getattr(r, "duration", None)
+            if d is None or getattr(r, "when", None) not in ("setup", "call", "teardown"):
+                continue
+            total += d
+            if "browser" in getattr(r, "keywords", {}):
+                browser += d
+                n_browser += r.when == "call"
+    if total:
+        terminalreporter.write_line(f"time by kind (summed over workers): browser tests {browser:.0f} s in {n_browser} tests, "
+                                    f"all tests {total:.0f} s ({browser / total:.0%} browser)")
