@@ -10,7 +10,7 @@ generates greedily from a one-token prompt, `--reps` times with and without the 
 prints the medians; it also checks that both produced the same tokens.
 
 Past `block_size` the context window slides, every position shifts, and exact generation
-must recompute the window: `llmlab.sampling.generate` drops the cache there. So the cache's
+must recompute the window: `llmlab.generate.sampling.generate` drops the cache there. So the cache's
 gain at n new tokens depends on how many of them fit in the window; `--block_size` sets the
 model's window (with RoPE or ALiBi the same trained weights work with a longer one).
 Not a test: timings depend on the machine and on what else runs on it.
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def model_config(config: str | None, block_size: int | None):
-    from llmlab.model import GPTConfig
+    from llmlab.models.gpt import GPTConfig
 
     settings: dict = {}
     if config and Path(config).is_file():
@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     p.add_argument("--new", default="64,256,512", help="numbers of new tokens, comma-separated")
     p.add_argument("--reps", type=int, default=3, help="runs per setting; the median is reported")
     a = p.parse_args(argv)
-    from llmlab.model import GPT
-    from llmlab.sampling import generate
+    from llmlab.models.gpt import GPT
+    from llmlab.generate.sampling import generate
 
     cfg = model_config(a.config, a.block_size)
     torch.manual_seed(0)

@@ -41,8 +41,8 @@ NANOGPT_TRAIN = dict(max_steps=2000, batch_size=12, block_size=64, lr=1e-3, min_
 
 
 def corpus_ids(name: str):
-    from llmlab.data import load_corpus, train_val_split
-    from llmlab.tokenizers import CharTokenizer
+    from llmlab.text import load_corpus, train_val_split
+    from llmlab.text.tokenizers import CharTokenizer
 
     text = load_corpus(name)
     tok = CharTokenizer.train(text, byte_fallback=False)
@@ -52,7 +52,7 @@ def corpus_ids(name: str):
 
 @torch.no_grad()
 def val_loss(model, val_ids, block_size: int, batches: int = 200, batch_size: int = 12) -> float:
-    from llmlab.data import get_batch
+    from llmlab.text import get_batch
 
     model.eval()
     device = next(model.parameters()).device
@@ -62,7 +62,7 @@ def val_loss(model, val_ids, block_size: int, batches: int = 200, batch_size: in
 
 
 def one_run(name: str, model_cfg: dict, train_cfg: dict, corpus: str, steps: int | None) -> dict:
-    from llmlab.model import GPTConfig
+    from llmlab.models.gpt import GPTConfig
     from llmlab.train import TrainConfig, train
 
     tok, tr, va = corpus_ids(corpus)

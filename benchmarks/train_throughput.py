@@ -6,7 +6,7 @@
 Each variant runs in a fresh process (so torch.compile caches and peak memory do not leak
 from one to the next): a GPT of nanoGPT's CPU configuration (4 layers, 4 heads, width 128,
 context 64, batch 12, character vocabulary of 65) takes `--warmup` optimizer steps, then
-`--steps` timed ones through `llmlab.optim.train_step` (AdamW, clipping); the script prints
+`--steps` timed ones through `llmlab.train.optim.train_step` (AdamW, clipping); the script prints
 the median time per step, tokens/s, MFU against this machine's measured matmul peak, and
 the process's peak resident memory.
 
@@ -87,8 +87,8 @@ def flops_per_token(model, n_layer: int, n_embd: int, T: int) -> float:
 
 
 def run_variant(name: str, args_dict: dict, queue) -> None:
-    from llmlab.model import GPT, GPTConfig
-    from llmlab.optim import DTYPES, make_optimizer, train_step
+    from llmlab.models.gpt import GPT, GPTConfig
+    from llmlab.train.optim import DTYPES, make_optimizer, train_step
 
     a = argparse.Namespace(**args_dict)
     fast, compile_, dtype, accum = VARIANTS[name]
@@ -99,7 +99,7 @@ def run_variant(name: str, args_dict: dict, queue) -> None:
     net = torch.compile(model) if compile_ else model
     g = torch.Generator().manual_seed(0)
     data = torch.randint(65, (100_000,), generator=g)
-    from llmlab.data import get_batch
+    from llmlab.text import get_batch
 
     def batches():
         x, y = get_batch(data, a.block_size, a.batch_size, g)  # (B, T)

@@ -4,8 +4,8 @@
     llmlab doctor                      is this machine ready for the course?
     llmlab course build [--check]      regenerate exercises/ from solutions/
     llmlab exercises                   list every exercise id, signature and points
-    llmlab train --config FILE ...     train a GPT            (llmlab.train_cli)
-    llmlab sample --checkpoint PATH    sample from a checkpoint (llmlab.train_cli)
+    llmlab train --config FILE ...     train a GPT            (llmlab.train.cli)
+    llmlab sample --checkpoint PATH    sample from a checkpoint (llmlab.generate.cli)
     llmlab grade SUBMISSIONS ...       grade a class           (llmlab.grading)
 """
 
@@ -19,8 +19,8 @@ COMMANDS = [
     ("doctor", "llmlab.doctor", "check that this machine has what the course needs"),
     ("course", "llmlab.course", "build the exercise notebooks from the solutions"),
     ("exercises", "llmlab.course", "list every exercise with its signature and points"),
-    ("train", "llmlab.train_cli", "train a GPT from a TOML config"),
-    ("sample", "llmlab.train_cli", "generate text from a checkpoint"),
+    ("train", "llmlab.train.cli", "train a GPT from a TOML config"),
+    ("sample", "llmlab.generate.cli", "generate text from a checkpoint"),
     ("grade", "llmlab.grading", "auto-grade a class of submitted notebooks"),
 ]
 

@@ -51,7 +51,7 @@ def report(check_compile: bool = True, bf16=None) -> tuple[list[tuple[str, str]]
 
     import torch
 
-    from llmlab.data import cache_dir
+    from llmlab.cache import cache_dir
     from llmlab.device import bf16_speed, device_name, get_device, supports_bf16
 
     dev = get_device()

@@ -1,4 +1,4 @@
-"""llmlab.attention against independent oracles: torch.softmax, F.scaled_dot_product_attention,
+"""llmlab.nn.attention against independent oracles: torch.softmax, F.scaled_dot_product_attention,
 torch.nn.MultiheadAttention with the same weights, and a full recompute for the KV cache.
 
 Tolerances: every comparison below is float32 on O(1) values through a handful of
@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmlab import attention as A
-from llmlab.model import GPT, GPTConfig
-from llmlab.positional import make_positional
+from llmlab.nn import attention as A
+from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.nn.positional import make_positional
 
 TOL = dict(atol=1e-5, rtol=1e-5)  # see the module docstring
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmlab.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from llmlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ RUN = '''
 import json, sys, time
 from pathlib import Path
 import torch
-from llmlab.model import GPTConfig
+from llmlab.models.gpt import GPTConfig
 from llmlab.train import TrainConfig, train
 
 def run(out, pause_at=-1):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmlab import attention as ref
+from llmlab.nn import attention as ref
 from llmlab.checks import check, load_all
 from _checks import assert_chapter, rejects
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmlab import model as ref
-from llmlab.attention import MultiHeadAttention
+from llmlab.models import gpt as ref
+from llmlab.nn.attention import MultiHeadAttention
 from llmlab.checks import REGISTRY, check, load_all
 from _checks import assert_chapter, rejects
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmlab import attention as ref
+from llmlab.nn import attention as ref
 from llmlab.checks import REGISTRY, CheckFailed, check, exercises, load_all
 from llmlab.checks.core import close, equal
 

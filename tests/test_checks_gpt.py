@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmlab import model as ref
+from llmlab.models import gpt as ref
 from llmlab.checks import REGISTRY, check, load_all
 from _checks import assert_chapter, rejects
 

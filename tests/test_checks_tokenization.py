@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from llmlab import tokenizers as ref
+from llmlab.text import tokenizers as ref
 from llmlab.checks import REGISTRY, check, load_all
 from _checks import assert_chapter, rejects
 

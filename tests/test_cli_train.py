@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from llmlab.cli import main
-from llmlab.model import count_parameters
-from llmlab.train_cli import load_config, override_keys
+from llmlab.models.gpt import count_parameters
+from llmlab.train.cli import load_config, override_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))

@@ -12,8 +12,8 @@ import threading
 import pytest
 import torch
 
-import llmlab.data as data
-from llmlab.data import CorpusUnavailable, get_batch, load_corpus, train_val_split
+import llmlab.text.corpora as data
+from llmlab.text import CorpusUnavailable, get_batch, load_corpus, train_val_split
 
 
 # ----------------------------------------------------------------------------- load_corpus

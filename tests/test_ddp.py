@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmlab.model import GPT, GPTConfig
+from llmlab.models.gpt import GPT, GPTConfig
 from llmlab.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def one_thread():
 
 SETUP = '''
 import torch
-from llmlab.model import GPT, GPTConfig
+from llmlab.models.gpt import GPT, GPTConfig
 from llmlab.train import TrainConfig
 
 def setup(batch_size, out_dir=None):

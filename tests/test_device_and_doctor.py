@@ -135,7 +135,7 @@ def test_doctor_cli_takes_an_injected_ratio_and_rejects_a_bad_one():
 def test_asking_for_bf16_where_it_is_slow_warns_once_with_the_measurement(fresh_bf16):
     import warnings
 
-    from llmlab.optim import resolve_amp_dtype
+    from llmlab.train.optim import resolve_amp_dtype
 
     cpu = torch.device("cpu")
     if not supports_bf16(cpu):
@@ -152,7 +152,7 @@ def test_asking_for_bf16_where_it_is_slow_warns_once_with_the_measurement(fresh_
 def test_asking_for_bf16_where_it_is_fast_says_nothing(fresh_bf16):
     import warnings
 
-    from llmlab.optim import resolve_amp_dtype
+    from llmlab.train.optim import resolve_amp_dtype
 
     cpu = torch.device("cpu")
     if not supports_bf16(cpu):

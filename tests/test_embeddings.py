@@ -1,4 +1,4 @@
-"""llmlab.embeddings against independent oracles (torch.nn.functional, naive loops, an
+"""llmlab.nn.embeddings against independent oracles (torch.nn.functional, naive loops, an
 eigen-decomposition), the bigram model fitted two ways, and the pictures of chapter 02."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmlab import embeddings as E
+from llmlab.nn import embeddings as E
 from llmlab.viz import embeddings as ve
 
 

@@ -192,12 +192,12 @@ def test_deserialize_refuses_forged_or_broken_bytes(js, st):
 
 # ----------------------------------------------------------------------------- "just calls llmlab's reference"
 @pytest.mark.parametrize("cells, name", [
-    (["from llmlab.attention import softmax"], "softmax"),
-    (["from llmlab import attention as ref\nsoftmax = ref.softmax"], "softmax"),
-    (["import llmlab.attention\ndef softmax(x, dim=-1):\n    return llmlab.attention.softmax(x, dim)"], "softmax"),
-    (["from llmlab.attention import softmax as s", "def softmax(x, dim=-1):\n    y = s(x, dim)\n    return y"], "softmax"),
-    (["import llmlab.attention as A", "class MultiHeadAttention(A.MultiHeadAttention):\n    pass"], "MultiHeadAttention"),
-    (["def causal_mask(T):\n    return __import__('llmlab.attention').attention.causal_mask(T)"], "causal_mask"),
+    (["from llmlab.nn.attention import softmax"], "softmax"),
+    (["from llmlab.nn import attention as ref\nsoftmax = ref.softmax"], "softmax"),
+    (["import llmlab.nn.attention\ndef softmax(x, dim=-1):\n    return llmlab.nn.attention.softmax(x, dim)"], "softmax"),
+    (["from llmlab.nn.attention import softmax as s", "def softmax(x, dim=-1):\n    y = s(x, dim)\n    return y"], "softmax"),
+    (["import llmlab.nn.attention as A", "class MultiHeadAttention(A.MultiHeadAttention):\n    pass"], "MultiHeadAttention"),
+    (["def causal_mask(T):\n    return __import__('llmlab.nn.attention').nn.attention.causal_mask(T)"], "causal_mask"),
 ])
 def test_static_flags_catch_the_reference(cells, name):
     assert static_flags(cells, name), cells
@@ -205,11 +205,11 @@ def test_static_flags_catch_the_reference(cells, name):
 
 @pytest.mark.parametrize("cells, name", [
     # own code that uses *other* course helpers, or the same name only as its own recursion, is fine
-    (["from llmlab import attention as ref\nimport torch", "def scaled_dot_product_attention(q, k, v, mask=None):\n"
+    (["from llmlab.nn import attention as ref\nimport torch", "def scaled_dot_product_attention(q, k, v, mask=None):\n"
       "    w = (q @ k.transpose(-2, -1) / q.size(-1) ** 0.5).masked_fill(~mask, float('-inf')) if mask is not None else q @ k.transpose(-2, -1) / q.size(-1) ** 0.5\n"
       "    return w.softmax(-1) @ v", "out = ref.scaled_dot_product_attention"], "scaled_dot_product_attention"),
     (["from llmlab.checks import check\ndef softmax(x, dim=-1):\n    e = (x - x.amax(dim, keepdim=True)).exp()\n    return e / e.sum(dim, keepdim=True)\ncheck('attention.softmax', softmax)"], "softmax"),
-    (["from llmlab import attention as ref\ndef causal_mask(T):\n    return torch.ones(T, T).tril().bool()", "m = ref.causal_mask(3)"], "causal_mask"),
+    (["from llmlab.nn import attention as ref\ndef causal_mask(T):\n    return torch.ones(T, T).tril().bool()", "m = ref.causal_mask(3)"], "causal_mask"),
 ])
 def test_static_flags_leave_own_code_alone(cells, name):
     assert static_flags(cells, name) == []

@@ -1,4 +1,4 @@
-"""llmlab.model: the config's validation, the norms against independent oracles, parameter
+"""llmlab.models.gpt: the config's validation, the norms against independent oracles, parameter
 counts (closed form == the built model), weight tying, the loss at initialisation,
 overfitting one batch, causality of the whole model, pre-LN and post-LN, shape errors."""
 
@@ -10,7 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmlab.model import GPT, MLP, Block, GPTConfig, LayerNorm, RMSNorm, count_parameters, layer_norm
+from llmlab.models.gpt import GPT, GPTConfig, count_parameters
+from llmlab.nn.block import Block
+from llmlab.nn.mlp import MLP
+from llmlab.nn.norms import LayerNorm, RMSNorm, layer_norm
 
 
 def tiny(**kw) -> GPTConfig:

@@ -1,4 +1,4 @@
-"""llmlab.positional: closed forms, RoPE's properties (rotation, relative position, offsets),
+"""llmlab.nn.positional: closed forms, RoPE's properties (rotation, relative position, offsets),
 ALiBi's slopes from the paper, the scheme factory, and a GPT with each scheme.
 
 Tolerances: a float32 angle near 100 rad is rounded by up to ~4e-6 (half an ulp of 100 is
@@ -15,9 +15,9 @@ import matplotlib
 import pytest
 import torch
 
-from llmlab import positional as P
-from llmlab.attention import MultiHeadAttention
-from llmlab.model import GPT, GPTConfig
+from llmlab.nn import positional as P
+from llmlab.nn.attention import MultiHeadAttention
+from llmlab.models.gpt import GPT, GPTConfig
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 

@@ -1,4 +1,4 @@
-"""llmlab.sampling: the filters against a row-by-row oracle and worked examples, sampling
+"""llmlab.generate.sampling: the filters against a row-by-row oracle and worked examples, sampling
 (greedy, temperature, seeded reproducibility), the KV cache's equivalence with plain
 generation (greedy, every positional scheme, across the block_size boundary) and stopping
 at a length, a stop token or a stop string."""
@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from llmlab.attention import KVCache
-from llmlab.model import GPT, GPTConfig
-from llmlab.sampling import generate, generate_text, generate_tokens, sample_next, top_k_filter, top_p_filter
-from llmlab.tokenizers import CharTokenizer
+from llmlab.nn.attention import KVCache
+from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.generate.sampling import generate, generate_text, generate_tokens, sample_next, top_k_filter, top_p_filter
+from llmlab.text.tokenizers import CharTokenizer
 
 NEG_INF = float("-inf")
 

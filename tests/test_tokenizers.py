@@ -1,4 +1,4 @@
-"""llmlab.tokenizers: round trips on any Unicode, save/load, known answers, the BPE rules
+"""llmlab.text.tokenizers: round trips on any Unicode, save/load, known answers, the BPE rules
 (non-overlapping merges, ties to the pair seen first), an independent naive trainer as an
 oracle for the pattern-split trainer, and the pictures of chapter 01 (llmlab.viz.tokens)."""
 
@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from llmlab import tokenizers as T
-from llmlab.data import load_corpus
+from llmlab.text import tokenizers as T
+from llmlab.text import load_corpus
 from llmlab.viz import tokens as vt
 
 WEIRD = [

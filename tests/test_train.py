@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 
-from llmlab.checkpoint import load_checkpoint
-from llmlab.model import GPT, GPTConfig
-from llmlab.optim import compile_support, lr_at, make_optimizer, maybe_compile, param_groups, resolve_amp_dtype, train_step
+from llmlab.train.checkpoint import load_checkpoint
+from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.train.optim import compile_support, lr_at, make_optimizer, maybe_compile, param_groups, resolve_amp_dtype, train_step
 from llmlab.train import NonFiniteLoss, TrainConfig, Trainer, train
 
 V = 37  # vocab, block, width: all different so a swapped axis fails loudly
@@ -260,9 +260,9 @@ def test_amp_dtype_resolution(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_amp_dtype("auto", cpu) is None  # CPUs train in fp32 unless asked
     assert resolve_amp_dtype("fp16", cpu) == torch.float16
-    import llmlab.optim
+    import llmlab.train.optim
 
-    monkeypatch.setattr(llmlab.optim, "supports_bf16", lambda d: False)
+    monkeypatch.setattr(llmlab.train.optim, "supports_bf16", lambda d: False)
     with pytest.raises(ValueError, match="dtype='bf16'.*'fp16'"):
         resolve_amp_dtype("bf16", cpu)
 
@@ -271,9 +271,9 @@ def test_compile_falls_back_where_unsupported(monkeypatch):
     cpu = torch.device("cpu")
     ok, why = compile_support(cpu, platform="win32")
     assert not ok and "Windows" in why
-    import llmlab.optim
+    import llmlab.train.optim
 
-    monkeypatch.setattr(llmlab.optim.shutil, "which", lambda name: None)
+    monkeypatch.setattr(llmlab.train.optim.shutil, "which", lambda name: None)
     ok, why = compile_support(cpu)
     assert not ok and "C++ compiler" in why
     model = GPT(tiny_config())

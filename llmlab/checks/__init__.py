@@ -10,28 +10,7 @@ Each chapter's exercises live in a module named after the chapter (attention.py,
 
 from __future__ import annotations
 
-import importlib
-
-from llmlab.checks.core import REGISTRY, CheckFailed, Exercise, check, evaluate, get_exercise
-
-# chapter modules, in course order; importing one registers its exercises
-CHAPTERS = ("tokenization", "embeddings", "attention", "positional", "block", "gpt", "training", "generation")
-
-_loaded = False
-
-
-def load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for name in CHAPTERS:
-        try:
-            importlib.import_module(f"llmlab.checks.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"llmlab.checks.{name}":
-                raise
-
+from llmlab.checks.core import CHAPTERS, REGISTRY, CheckFailed, Exercise, check, evaluate, get_exercise, load_all
 
 def exercises() -> list[dict]:
     """Every exercise: id, signature, points, number of checks. Printed as a table too."""
@@ -40,4 +19,4 @@ def exercises() -> list[dict]:
     return rows
 
 
-__all__ = ["CheckFailed", "Exercise", "check", "evaluate", "exercises", "get_exercise", "load_all", "REGISTRY"]
+__all__ = ["CHAPTERS", "CheckFailed", "Exercise", "check", "evaluate", "exercises", "get_exercise", "load_all", "REGISTRY"]

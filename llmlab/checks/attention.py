@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from llmlab import attention as ref
+from llmlab.nn import attention as ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, equal, keeps_input, randn, register
 
 # ----------------------------------------------------------------------------- softmax

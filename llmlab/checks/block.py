@@ -7,7 +7,7 @@ different (B=2, T=3, C=5) so normalising over the wrong axis cannot pass, norm w
 away from 1 and biases away from 0 (so a swapped or forgotten one shows), and a block
 whose two branches are switched off (c_proj = 0), which must then be the identity.
 Class exercises get fixed weights loaded into the learner's module by name
-(`c_fc`/`c_proj`, `ln_1`/`attn`/`ln_2`/`mlp`, as in llmlab/model.py), then outputs are compared.
+(`c_fc`/`c_proj`, `ln_1`/`attn`/`ln_2`/`mlp`, as in llmlab/models/gpt.py), then outputs are compared.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmlab import model as ref
-from llmlab.attention import MultiHeadAttention
+from llmlab.models.gpt import GPTConfig, count_parameters
+from llmlab.nn.block import Block
+from llmlab.nn.mlp import MLP
+from llmlab.nn.norms import LayerNorm, RMSNorm, layer_norm
+from llmlab.nn.attention import MultiHeadAttention
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, equal, randn, register
 
 
@@ -32,7 +35,7 @@ def load_named(m: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> nn.
         try:
             p = m.get_parameter(name)
         except AttributeError:
-            raise CheckFailed(f"your {what} has no parameter `{name}` (shape {tuple(value.shape)}); name the submodules as in llmlab.model") from None
+            raise CheckFailed(f"your {what} has no parameter `{name}` (shape {tuple(value.shape)}); name the submodules as in llmlab.models.gpt") from None
         if tuple(p.shape) != tuple(value.shape):
             raise CheckFailed(f"`{name}` has shape {tuple(p.shape)}, expected {tuple(value.shape)}")
         with torch.no_grad():
@@ -90,7 +93,7 @@ def _ln_wrong(var="biased", eps_mode="inside", axis=-1, affine="ok", centre=True
 register(Exercise(
     id="block.layer_norm",
     signature="layer_norm(x: Tensor, weight: Tensor[C], bias: Tensor[C], eps: float = 1e-5) -> Tensor  # over the last axis",
-    reference=lambda x, weight, bias, eps=1e-5: ref.layer_norm(x, weight, bias, eps),
+    reference=lambda x, weight, bias, eps=1e-5: layer_norm(x, weight, bias, eps),
     points=2,
     probes=[
         Probe("x[2, 3, 5] with weight and bias (default eps)", _ln_inputs(2, 3, 5)),
@@ -152,7 +155,7 @@ def _rms_variant(mode):
 register(Exercise(
     id="block.RMSNorm",
     signature="RMSNorm(ndim, eps=1e-5); forward(x[..., C]) -> x / sqrt(mean(x**2) + eps) * weight; one parameter `weight`",
-    reference=ref.RMSNorm,
+    reference=RMSNorm,
     kind="class",
     probes=[
         Probe("x[2, 3, 5], default eps", _rms_inputs(2, 3, 5), run=_rms_run),
@@ -202,7 +205,7 @@ def _mlp_variant(act="gelu", twice=False):
 register(Exercise(
     id="block.MLP",
     signature="MLP(n_embd); forward(x[B, T, C]) -> [B, T, C]; c_fc = Linear(C, 4C), GELU, c_proj = Linear(4C, C)",
-    reference=ref.MLP,
+    reference=MLP,
     kind="class",
     points=2,
     probes=[
@@ -219,7 +222,7 @@ register(Exercise(
 
 
 # ----------------------------------------------------------------------------- Block
-def _block_weights(g, C, zero_branches=False):
+def block_weights(g, C, zero_branches=False):
     w = {**_norm_weights(g, C, "ln_1."), **_linear_weights(g, C, 3 * C, "attn.c_attn."), **_linear_weights(g, C, C, "attn.c_proj."),
          **_norm_weights(g, C, "ln_2."), **_linear_weights(g, C, 4 * C, "mlp.c_fc."), **_linear_weights(g, 4 * C, C, "mlp.c_proj.")}
     if zero_branches:  # both branches output exactly zero: the block must be the identity
@@ -229,7 +232,7 @@ def _block_weights(g, C, zero_branches=False):
 
 
 def _block_cfg(C, H):
-    return ref.GPTConfig(vocab_size=17, block_size=16, n_layer=1, n_head=H, n_embd=C)
+    return GPTConfig(vocab_size=17, block_size=16, n_layer=1, n_head=H, n_embd=C)
 
 
 def _block_run(cls, C, H, x, w):
@@ -247,17 +250,17 @@ def _block_future(cls, C, H, x, w):
 
 
 def _block_inputs(C, H, B, T, scale=1.0, offset=0.0, zero_branches=False):
-    return lambda g: (C, H, randn(g, B, T, C, scale=scale) + offset, _block_weights(g, C, zero_branches))
+    return lambda g: (C, H, randn(g, B, T, C, scale=scale) + offset, block_weights(g, C, zero_branches))
 
 
 def _block_variant(kind):
     class Block(nn.Module):
         def __init__(self, cfg):
             super().__init__()
-            self.ln_1 = ref.LayerNorm(cfg.n_embd)
+            self.ln_1 = LayerNorm(cfg.n_embd)
             self.attn = MultiHeadAttention(cfg.n_embd, cfg.n_head, causal=(kind != "not_causal"))
-            self.ln_2 = ref.LayerNorm(cfg.n_embd)
-            self.mlp = ref.MLP(cfg.n_embd)
+            self.ln_2 = LayerNorm(cfg.n_embd)
+            self.mlp = MLP(cfg.n_embd)
 
         def forward(self, x):
             a, m, l1, l2 = self.attn, self.mlp, self.ln_1, self.ln_2
@@ -294,7 +297,7 @@ def _block_variant(kind):
 register(Exercise(
     id="block.Block",
     signature="Block(cfg: GPTConfig); forward(x[B, T, C]) -> [B, T, C]; submodules ln_1, attn, ln_2, mlp (pre-LN)",
-    reference=ref.Block,
+    reference=Block,
     kind="class",
     points=3,
     probes=[
@@ -346,7 +349,7 @@ def _count_wrong(kind):
 register(Exercise(
     id="block.count_parameters",
     signature="count_parameters(vocab_size, block_size, n_layer, n_embd, tied: bool = True, bias: bool = True) -> int",
-    reference=ref.count_parameters,
+    reference=count_parameters,
     points=2,
     probes=[
         Probe("GPT-2 small: (50257, 1024, 12, 768) is 124,439,808", lambda g: (50257, 1024, 12, 768, True, True), run=_count_run, compare=equal("parameter count")),

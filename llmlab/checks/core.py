@@ -17,6 +17,7 @@ the wrong axis".
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -241,9 +242,27 @@ def register(ex: Exercise) -> Exercise:
     return ex
 
 
-def get_exercise(exercise_id: str) -> Exercise:
-    from llmlab.checks import load_all
+# chapter modules, in course order; importing one registers its exercises
+CHAPTERS = ("tokenization", "embeddings", "attention", "positional", "block", "gpt", "training", "generation")
 
+_loaded = False
+
+
+def load_all() -> None:
+    """Import every chapter's check module (each registers its exercises); once per process."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name in CHAPTERS:
+        try:
+            importlib.import_module(f"llmlab.checks.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"llmlab.checks.{name}":
+                raise
+
+
+def get_exercise(exercise_id: str) -> Exercise:
     load_all()
     try:
         return REGISTRY[exercise_id]

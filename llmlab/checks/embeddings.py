@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llmlab import embeddings as ref
+from llmlab.nn import embeddings as ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, compare_tensors, randn, register
 
 

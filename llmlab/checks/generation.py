@@ -4,7 +4,7 @@ Rows have a vocabulary of 9 to 12 (never equal to the batch size), some probes h
 at the k-th largest logit (integer logits), one has a token that alone holds more than p,
 one has -inf entries already (top-p after top-k), and one has two leading axes, so a
 filter that only works on a single row, drops ties or loses the top token shows.
-Reference: llmlab.sampling.
+Reference: llmlab.generate.sampling.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llmlab import sampling as ref
+from llmlab.generate import sampling as ref
 from llmlab.checks.core import Exercise, Mistake, Probe, keeps_input, randn, register
 
 NEG_INF = float("-inf")

@@ -1,5 +1,5 @@
 """Checks for chapter 06, the whole GPT: `gpt.GPT`, the learner's assembly of token and
-position embeddings, a stack of `llmlab.model.Block`s, a final LayerNorm and a tied
+position embeddings, a stack of `llmlab.models.gpt.Block`s, a final LayerNorm and a tied
 output layer, returning (logits, loss).
 
 Fixed weights are loaded into the learner's model by name. The learner's layout is
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmlab import model as ref
-from llmlab.checks.block import _block_weights
+from llmlab.models import gpt as ref
+from llmlab.checks.block import block_weights
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, randn, register
 
 # the learner's name -> where the course's GPT keeps the same tensor
@@ -31,7 +31,7 @@ def _gpt_weights(g, cfg: dict) -> dict[str, torch.Tensor]:
     C = cfg["n_embd"]
     w = {"transformer.wte.weight": randn(g, cfg["vocab_size"], C), "transformer.wpe.weight": randn(g, cfg["block_size"], C, scale=0.5)}
     for i in range(cfg["n_layer"]):
-        w.update({f"transformer.h.{i}.{k}": v for k, v in _block_weights(g, C).items()})
+        w.update({f"transformer.h.{i}.{k}": v for k, v in block_weights(g, C).items()})
     w["transformer.ln_f.weight"] = 1.0 + randn(g, C, scale=0.3)
     w["transformer.ln_f.bias"] = randn(g, C, scale=0.3)
     return w

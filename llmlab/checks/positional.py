@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from llmlab import positional as ref
+from llmlab.nn import positional as ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, keeps_input, randn, register
 
 # Angles reach ~60 rad in these probes; float32 rounds such an angle to ~4e-6, and two

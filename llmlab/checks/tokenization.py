@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-from llmlab import tokenizers as ref
+from llmlab.text import tokenizers as ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, describe, equal, register
 
 # a few hundred characters of English built from these words keep every probe fast in pure Python
@@ -40,7 +40,7 @@ def _call_dict(fn, *args):
 
 
 def reference_get_pair_counts(ids: list[int]) -> dict[tuple[int, int], int]:
-    """The exercise's signature: llmlab.tokenizers.get_pair_counts without its extra options."""
+    """The exercise's signature: llmlab.text.tokenizers.get_pair_counts without its extra options."""
     return ref.get_pair_counts(ids)
 
 

@@ -10,8 +10,8 @@ can be located in it from its first token.
 
 `train_step` runs on a one-layer GPT (V=11, T=6, C=12, H=3) with plain SGD, whose update
 is the gradient itself (scaled by lr), so a gradient that is n times too large, or that
-of one micro-batch only, changes the parameters visibly. References: llmlab.data.get_batch,
-llmlab.optim.lr_at, llmlab.optim.train_step.
+of one micro-batch only, changes the parameters visibly. References: llmlab.text.get_batch,
+llmlab.train.optim.lr_at, llmlab.train.optim.train_step.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import math
 
 import torch
 
-from llmlab import data as data_ref
-from llmlab import optim as optim_ref
+from llmlab.text import batches as data_ref
+from llmlab.train import optim as optim_ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, is_real_tensor, register
-from llmlab.model import GPT, GPTConfig
+from llmlab.models.gpt import GPT, GPTConfig
 
 
 # ----------------------------------------------------------------------------- get_batch

@@ -8,7 +8,7 @@ import ast
 # ----------------------------------------------------------------------------- "just calls llmlab's reference"
 def static_flags(cells: list[str], name: str) -> list[str]:
     """Read the notebook's source: is `name` bound to, wrapping or subclassing llmlab's own
-    implementation of the same name? Catches `from llmlab.attention import softmax`,
+    implementation of the same name? Catches `from llmlab.nn.attention import softmax`,
     `softmax = ref.softmax`, `def softmax(x, dim=-1): return ref.softmax(x, dim)`,
     `class MultiHeadAttention(ref.MultiHeadAttention)`, and dynamic imports of llmlab
     inside the graded code. (Deliberately obfuscated code can evade a reader; the grader

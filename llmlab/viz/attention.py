@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from llmlab.attention import MultiHeadAttention, softmax
+from llmlab.nn.attention import MultiHeadAttention, softmax
 
 
 def token_labels(tokens: Sequence[str]) -> list[str]:
@@ -95,7 +95,7 @@ def attention_patterns(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tenso
         raise ValueError(f"idx: expected one sequence of shape (T,) or (1, T), got shape {tuple(idx.shape)}")
     mods = attention_modules(model)
     if not mods:
-        raise ValueError("model: has no llmlab.attention.MultiHeadAttention module to record")
+        raise ValueError("model: has no llmlab.nn.attention.MultiHeadAttention module to record")
     flags, was_training = [m.record_weights for m in mods], model.training
     try:
         model.eval()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from llmlab.embeddings import nearest_neighbours
+from llmlab.nn.embeddings import nearest_neighbours
 
 GROUP_COLOURS = {"vowel": "tab:red", "consonant": "tab:blue", "upper": "tab:purple", "digit": "tab:green",
                  "space": "tab:grey", "punctuation": "tab:orange", "other": "black"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from llmlab.positional import alibi_slopes, apply_rope, rope_angles, sinusoidal_encoding
+from llmlab.nn.positional import alibi_slopes, apply_rope, rope_angles, sinusoidal_encoding
 
 SCHEMES = ("sinusoidal", "rope", "alibi")
 

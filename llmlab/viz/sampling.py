@@ -1,7 +1,7 @@
 """Pictures of sampling: the next-token distribution before and after temperature, top-k and
 top-p, and a panel of sliders for the three knobs.
 
-`filtered_distribution` is the arithmetic (the same steps as `llmlab.sampling.sample_next`);
+`filtered_distribution` is the arithmetic (the same steps as `llmlab.generate.sampling.sample_next`);
 `plot_filtering` draws it as bars; `sampling_panel` puts sliders on it and, below the widget,
 draws a static grid of settings (what nbval, a PDF export and the website show).
 """
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from llmlab.sampling import top_k_filter, top_p_filter
+from llmlab.generate.sampling import top_k_filter, top_p_filter
 from llmlab.viz.attention import token_labels
 
 

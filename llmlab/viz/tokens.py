@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 
-from llmlab.tokenizers import GPT2_SPLIT_PATTERN, BPETokenizer
+from llmlab.text.tokenizers import GPT2_SPLIT_PATTERN, BPETokenizer
 
 # a qualitative palette; neighbouring tokens alternate through it so boundaries show
 PALETTE = ("#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5")
@@ -80,7 +80,7 @@ def merge_stepper(text: str, merges: dict[tuple[int, int], int], pattern: str | 
     with the merge just learned spelled out. Returns an ipywidgets VBox."""
     import ipywidgets as widgets
 
-    from llmlab.tokenizers import build_vocab
+    from llmlab.text.tokenizers import build_vocab
 
     vocab = build_vocab(merges)
     order = sorted(merges.items(), key=lambda kv: kv[1])

@@ -161,15 +161,15 @@ CASES: list[Case] = [
     # ------------------------------------------------------------------ the course's own reference
     Case("calls_the_reference", "hands in llmlab's implementations: an alias, a wrapper, an import, a subclass",
          {e: 0 for e in EXERCISES},
-         [IMPORTS + "\nfrom llmlab import attention as ref",
+         [IMPORTS + "\nfrom llmlab.nn import attention as ref",
           "softmax = ref.softmax",
           "def causal_mask(T):\n    return ref.causal_mask(T)",
-          "from llmlab.attention import scaled_dot_product_attention",
+          "from llmlab.nn.attention import scaled_dot_product_attention",
           "class MultiHeadAttention(ref.MultiHeadAttention):\n    pass"],
          feedback=["flagged", "llmlab"], flagged=True),
     Case("hides_the_reference", "reaches llmlab through importlib and a variable, inside otherwise own code",
          others_full(sm=0),
-         CORRECT[:1] + ["import importlib\ndef softmax(x, dim=-1):\n    impl = importlib.import_module('llmlab.attention')\n    return impl.softmax(x, dim)"] + CORRECT[2:],
+         CORRECT[:1] + ["import importlib\ndef softmax(x, dim=-1):\n    impl = importlib.import_module('llmlab.nn.attention')\n    return impl.softmax(x, dim)"] + CORRECT[2:],
          feedback=["flagged"], flagged=True),
     # ------------------------------------------------------------------ broken notebooks and files
     Case("syntax_error", "a syntax error in the cell that defines softmax", others_full(sm=0),

@@ -79,6 +79,9 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     return torch.tensor(pow2(closest) + pow2(2 * closest)[0::2][: n_heads - closest])
 
 
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi")  # the names make_positional knows
+
+
 class PositionalScheme(nn.Module):
     """The do-nothing scheme; subclasses override what they change."""
 

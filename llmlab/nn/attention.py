@@ -7,7 +7,7 @@ then as a module, `MultiHeadAttention`, whose fast path calls PyTorch's fused
 `torch.nn.functional.scaled_dot_product_attention` (FlashAttention on GPUs). Tests prove
 that the two paths agree.
 
-Positions are not this module's business: a `positions` object (see llmlab.positional)
+Positions are not this module's business: a `positions` object (see llmlab.nn.positional)
 may rotate q and k (RoPE) or add a bias to the scores (ALiBi). A `KVCache` lets
 generation reuse the keys and values of earlier tokens.
 """

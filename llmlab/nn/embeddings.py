@@ -103,7 +103,7 @@ class BigramModel(nn.Module):
     is exactly the counting model, with log-probabilities learned instead of counted).
     n_embd=C: a narrow table wte[V, C] and a linear head C -> V. The bottleneck forces
     tokens that are followed by similar things to get similar vectors: an embedding.
-    Same interface as llmlab.model.GPT: forward(idx, targets=None) -> (logits, loss).
+    Same interface as llmlab.models.gpt.GPT: forward(idx, targets=None) -> (logits, loss).
     """
 
     def __init__(self, vocab_size: int, n_embd: int | None = None):

@@ -9,7 +9,7 @@
 * `generate_tokens` yields new tokens one at a time; `generate` collects them;
   `generate_text` goes from a prompt string to text, stopping at a length or a stop string.
 
-The KV cache (`llmlab.attention.KVCache`) keeps every layer's keys and values, so after the
+The KV cache (`llmlab.nn.attention.KVCache`) keeps every layer's keys and values, so after the
 prompt has been run once (the *prefill*) each step feeds only the newest token. Its greedy
 output is token-for-token the output without it. Once the text outgrows `block_size`, the
 model sees only the last `block_size` tokens; every position then shifts by one each step,
@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from llmlab.attention import KVCache
+from llmlab.nn.attention import KVCache
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:

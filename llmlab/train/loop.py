@@ -16,7 +16,7 @@ so two processes with `batch_size=b` take exactly the step one process takes wit
 `batch_size` is per process and per micro-batch: a step sees batch_size * grad_accum *
 world_size sequences.
 
-The `llmlab train` / `llmlab sample` commands and the TOML configs live in llmlab.train_cli.
+The `llmlab train` command and the TOML configs live in llmlab.train.cli; `llmlab sample` in llmlab.generate.cli.
 Left out on purpose: FSDP/tensor parallelism, data loaders over files bigger than memory.
 """
 
@@ -36,21 +36,18 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from llmlab.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from llmlab.data import get_batch
-from llmlab.device import get_device, seed_everything
-from llmlab.model import GPT, GPTConfig
-from llmlab.optim import DTYPES, autocast_context, lr_at, make_optimizer, maybe_compile, resolve_amp_dtype, set_lr, train_step
+from llmlab.config import is_int, reject_unknown
+from llmlab.device import DEVICES, get_device, seed_everything
+from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.text.batches import get_batch
+from llmlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from llmlab.train.optim import DTYPES, autocast_context, lr_at, make_optimizer, maybe_compile, resolve_amp_dtype, set_lr, train_step
 
-DEVICE_KINDS = ("auto", "cuda", "mps", "cpu")
+DEVICE_KINDS = ("auto", *DEVICES)
 
 
 class NonFiniteLoss(FloatingPointError):
     """The training loss became inf or nan: the run stopped, the last good checkpoint is kept."""
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass
@@ -81,15 +78,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval"):
             v = getattr(self, name)
-            if not _is_int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ValueError(f"{name}={v!r}: expected a positive integer")
         for name in ("block_size", "ckpt_interval"):
             v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < 1):
+            if v is not None and (not is_int(v) or v < 1):
                 raise ValueError(f"{name}={v!r}: expected a positive integer (or None)")
-        if self.warmup_steps is not None and (not _is_int(self.warmup_steps) or not 0 <= self.warmup_steps <= self.max_steps):
+        if self.warmup_steps is not None and (not is_int(self.warmup_steps) or not 0 <= self.warmup_steps <= self.max_steps):
             raise ValueError(f"warmup_steps={self.warmup_steps!r}: expected an integer in 0..max_steps={self.max_steps}")
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             raise ValueError(f"seed={self.seed!r}: expected an integer")
         for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip"):
             v = getattr(self, name)
@@ -132,27 +129,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        _reject_unknown(cls, d, "train")
+        reject_unknown(cls, d, "train")
         return cls(**d)
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> "TrainConfig":
-        """The [train] section of a config file (llmlab.train_cli.load_config reads the whole file)."""
-        from llmlab.train_cli import load_config
-
-        return load_config(path).train
-
-
-def _reject_unknown(cls, d: dict, section: str) -> None:
-    """A key that is not a field of `cls`: say which, and the closest real name."""
-    import difflib
-
-    known = [f.name for f in fields(cls)]
-    for key in d:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown setting {key!r} in [{section}]{hint}; expected one of {', '.join(known)}")
 
 
 # ----------------------------------------------------------------------------- processes and devices
@@ -215,7 +193,7 @@ class Trainer:
         seed_everything(tc.seed + self.dist.rank)  # ranks differ only in their dropout masks
         model = GPT(model) if isinstance(model, GPTConfig) else model
         if not isinstance(model, GPT):
-            raise ValueError(f"model: expected a GPTConfig or an llmlab.model.GPT, got {type(model).__name__}")
+            raise ValueError(f"model: expected a GPTConfig or an llmlab.models.gpt.GPT, got {type(model).__name__}")
         self.block_size = tc.block_size or model.config.block_size
         if self.block_size > model.config.block_size:
             raise ValueError(f"block_size={self.block_size}: expected at most the model's block_size={model.config.block_size}")

@@ -1,10 +1,9 @@
-"""The `llmlab train` and `llmlab sample` commands, and the TOML run configs they read.
+"""The `llmlab train` command, and the TOML run configs it reads (`llmlab sample`: llmlab.generate.cli).
 
     llmlab train --config configs/smoke.toml [--max_steps 10 --model.n_layer 2 ...] [--resume]
     torchrun --nproc_per_node=4 -m llmlab train --config configs/gpt2_small.toml   # same entry point
-    llmlab sample --checkpoint out/smoke/ckpt.pt --prompt "The"
 
-A config file has three sections: [model] (llmlab.model.GPTConfig), [data] (`DataConfig`)
+A config file has three sections: [model] (llmlab.models.gpt.GPTConfig), [data] (`DataConfig`)
 and [train] (llmlab.train.TrainConfig). Every setting can be overridden on the command line;
 a name that exists in two sections (block_size) needs its section (--train.block_size).
 Unknown names and bad values stop the run before it starts, naming the setting.
@@ -21,15 +20,14 @@ from pathlib import Path
 
 import torch
 
-from llmlab.checkpoint import load_checkpoint
-from llmlab.device import get_device
-from llmlab.model import GPT, GPTConfig
-from llmlab.train import NonFiniteLoss, TrainConfig, _is_int, _reject_unknown, train
+from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.config import check_types, is_int, load_toml, parse_value, reject_unknown
+from llmlab.train.loop import NonFiniteLoss, TrainConfig, train
 
 
 @dataclass
 class DataConfig:
-    corpus: str = "python-docs"  # a name for llmlab.data.load_corpus, or a text file's path
+    corpus: str = "python-docs"  # a name for llmlab.text.load_corpus, or a text file's path
     tokenizer: str = "char"  # "char" or "bpe"
     vocab_size: int | None = None  # bpe only: 256 bytes + merges
     val_fraction: float = 0.1  # the last part of the text validates
@@ -37,7 +35,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"tokenizer={self.tokenizer!r}: expected 'char' or 'bpe'")
-        if self.tokenizer == "bpe" and (not _is_int(self.vocab_size) or self.vocab_size < 256):
+        if self.tokenizer == "bpe" and (not is_int(self.vocab_size) or self.vocab_size < 256):
             raise ValueError(f"vocab_size={self.vocab_size!r}: tokenizer='bpe' needs an integer vocab_size >= 256")
         if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction={self.val_fraction!r}: expected a number strictly between 0 and 1")
@@ -56,54 +54,21 @@ SECTIONS = {"model": GPTConfig, "data": DataConfig, "train": TrainConfig}
 def load_config(path: str | Path | None = None, overrides: dict[str, str] | None = None) -> RunConfig:
     """Read a TOML file with [model], [data], [train] sections, then apply `overrides`
     ({"train.max_steps": "10", "model.n_layer": "2"}, values as TOML or bare strings)."""
-    import tomllib
-
-    raw: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config={str(p)!r}: no such file")
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"config={str(p)!r}: not valid TOML ({e})") from e
+    raw: dict = load_toml(path) if path is not None else {}
     for section in raw:
         if section not in SECTIONS or not isinstance(raw[section], dict):
             raise ValueError(f"config section [{section}]: expected only [{'], ['.join(SECTIONS)}]")
     for key, value in (overrides or {}).items():
         section, name = key.split(".", 1)
-        raw.setdefault(section, {})[name] = _parse_value(value)
+        raw.setdefault(section, {})[name] = parse_value(value)
     try:
         for section, cls in SECTIONS.items():
-            _reject_unknown(cls, raw.get(section, {}), section)
-            _check_types(cls, raw.get(section, {}), section)
+            reject_unknown(cls, raw.get(section, {}), section)
+            check_types(cls, raw.get(section, {}), section)
         GPTConfig.from_dict(raw.get("model", {}))  # validate now, even if vocab_size comes later
         return RunConfig(dict(raw.get("model", {})), DataConfig(**raw.get("data", {})), TrainConfig(**raw.get("train", {})))
     except ValueError as e:
         raise ValueError(f"config={str(path)!r}: {e}" if path is not None else str(e)) from None
-
-
-def _check_types(cls, d: dict, section: str) -> None:
-    """Each value must have its field's type (taken from the default): 'yes' is not a bool."""
-    for f in fields(cls):
-        if f.name not in d or f.default is None or d[f.name] is None:
-            continue
-        v, want = d[f.name], type(f.default)
-        if want is float and isinstance(v, int) and not isinstance(v, bool):
-            d[f.name] = float(v)
-        elif not isinstance(v, want) or (want is int and isinstance(v, bool)):
-            kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(want, want.__name__)
-            raise ValueError(f"{f.name}={v!r} in [{section}]: expected {kind}")
-
-
-def _parse_value(text: str):
-    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, 'bf16' -> 'bf16' (a bare word stays a string)."""
-    import tomllib
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def override_keys() -> dict[str, str]:
@@ -134,8 +99,9 @@ def configure_train(parser) -> None:
 
 def build_run(cfg: RunConfig):
     """Corpus -> tokenizer -> ids -> (GPTConfig, train ids, val ids, tokenizer)."""
-    from llmlab.data import load_corpus, train_val_split
-    from llmlab.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
+    from llmlab.text.batches import train_val_split
+    from llmlab.text.corpora import load_corpus
+    from llmlab.text.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 
     text = load_corpus(cfg.data.corpus)
     tok_path = Path(cfg.train.out_dir) / "tokenizer.json" if cfg.train.out_dir else None
@@ -177,37 +143,4 @@ def run_train(args) -> int:
         return 128 + signal.SIGTERM if result.stopped == "SIGTERM" else 1
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"done: {len(result.history)} steps, final validation loss {result.final_val_loss:.4f}" + (f", checkpoint {result.checkpoint}" if result.checkpoint else ""))
-    return 0
-
-
-def configure_sample(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a ckpt.pt written by llmlab train")
-    parser.add_argument("--prompt", default="\n", help="text to continue")
-    parser.add_argument("--max_new_tokens", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--top_p", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--device", default="auto")
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """(model, tokenizer) from a checkpoint written by `llmlab train`."""
-    from llmlab.tokenizers import Tokenizer
-
-    ck = load_checkpoint(path, map_location="cpu")
-    model = GPT(GPTConfig.from_dict(ck["config"]["model"]))
-    model.load_state_dict(ck["model"])
-    tok = ck.get("extra", {}).get("tokenizer")
-    if tok is None:
-        raise ValueError(f"checkpoint={str(path)!r} holds no tokenizer (it was written by train() without tokenizer=)")
-    return model.to(device).eval(), Tokenizer.from_dict(tok)
-
-
-def run_sample(args) -> int:
-    from llmlab.sampling import generate_text
-
-    device = get_device(None if args.device == "auto" else args.device)
-    model, tok = load_model(args.checkpoint, device)
-    print(generate_text(model, tok, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, device=device))
     return 0

@@ -17,11 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmlab.attention import KVCache, MultiHeadAttention
-from llmlab.positional import make_positional
+from llmlab.nn.attention import KVCache
+from llmlab.nn.block import Block
+from llmlab.nn.mlp import MLP
+from llmlab.nn.norms import NORMS, LayerNorm, RMSNorm, layer_norm, make_norm
+from llmlab.nn.positional import POS_ENCODINGS, make_positional
 
-POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi")
-NORMS = ("layernorm", "rmsnorm")
+# The GPT and its closed-form size, plus the parts it is built from (lesson 05 reaches them as
+# `ref.LayerNorm`, `ref.MLP`, ... through this module; they live in llmlab.nn).
+__all__ = ["GPT", "GPTConfig", "count_parameters", "Block", "MLP", "LayerNorm", "RMSNorm", "layer_norm", "make_norm", "NORMS", "POS_ENCODINGS"]
 
 
 @dataclass
@@ -68,87 +72,6 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ----------------------------------------------------------------------------- normalisation
-def layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
-    """(x - mean) / sqrt(var + eps) * weight + bias over the last axis, biased variance (divide by C)."""
-    mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
-    var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
-    y = (x - mean) / torch.sqrt(var + eps)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
-
-
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1). The math is
-    `layer_norm` above; the module calls the fused F.layer_norm, which tests prove equal."""
-
-    def __init__(self, ndim: int, bias: bool = True, eps: float = 1e-5):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
-
-
-class RMSNorm(nn.Module):
-    """x / sqrt(mean(x^2) + eps) * weight: LayerNorm without centring (Zhang & Sennrich 2019)."""
-
-    def __init__(self, ndim: int, eps: float = 1e-5):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
-
-
-def make_norm(cfg: GPTConfig) -> nn.Module:
-    return LayerNorm(cfg.n_embd, bias=cfg.bias) if cfg.norm == "layernorm" else RMSNorm(cfg.n_embd)
-
-
-# ----------------------------------------------------------------------------- the block
-class MLP(nn.Module):
-    """Position-wise feed-forward: C -> 4C -> GELU -> C."""
-
-    def __init__(self, n_embd: int, bias: bool = True, dropout: float = 0.0):
-        super().__init__()
-        self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
-
-
-class Block(nn.Module):
-    """Communicate (attention), then compute (MLP), each on a residual branch.
-
-    pre-LN:  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))     (GPT-2; trains stably when deep)
-    post-LN: x = ln_1(x + attn(x));  x = ln_2(x + mlp(x))     (the 2017 Transformer)
-    """
-
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        self.ln_1 = make_norm(cfg)
-        self.attn = MultiHeadAttention(cfg.n_embd, cfg.n_head, causal=True, bias=cfg.bias, dropout=cfg.dropout, fast=cfg.fast_attention)
-        self.ln_2 = make_norm(cfg)
-        self.mlp = MLP(cfg.n_embd, cfg.bias, cfg.dropout)
-        self.prenorm = cfg.prenorm
-
-    def forward(self, x: torch.Tensor, positions: nn.Module | None = None, cache: KVCache | None = None) -> torch.Tensor:
-        if self.prenorm:
-            x = x + self.attn(self.ln_1(x), positions, cache)
-            return x + self.mlp(self.ln_2(x))
-        x = self.ln_1(x + self.attn(x, positions, cache))
-        return self.ln_2(x + self.mlp(x))
 
 
 # ----------------------------------------------------------------------------- the GPT

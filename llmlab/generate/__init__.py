@@ -1,0 +1,1 @@
+"""Generation: sampling from a model, and the `llmlab sample` command."""

@@ -1,0 +1,1 @@
+"""Models built from llmlab.nn: the GPT today; encoders and encoder-decoders next."""

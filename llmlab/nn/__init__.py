@@ -1,0 +1,1 @@
+"""Building blocks every model shares: attention, positions, norms, the MLP, the block, embeddings."""
