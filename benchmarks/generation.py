@@ -34,9 +34,9 @@ def model_config(config: str | None, block_size: int | None):
 
     settings: dict = {}
     if config and Path(config).is_file():
-        import tomllib
+        from llmlab.config import load_toml
 
-        settings = dict(tomllib.loads(Path(config).read_text(encoding="utf-8")).get("model", {}))
+        settings = dict(load_toml(config).get("model", {}))
     settings.update(vocab_size=65, dropout=0.0)
     if block_size:
         settings["block_size"] = block_size

@@ -87,9 +87,9 @@ def one_run(name: str, model_cfg: dict, train_cfg: dict, corpus: str, steps: int
 def laptop_config(path: Path) -> tuple[dict, dict]:
     """The [model] and [train] sections of a config file (only the training settings that shape
     the optimisation: logging, evaluation and output settings are the benchmark's own)."""
-    import tomllib
+    from llmlab.config import load_toml
 
-    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    raw = load_toml(path)
     keep = set(NANOGPT_TRAIN) | {"grad_accum", "warmup_steps"}
     return dict(raw.get("model", {})), {k: v for k, v in raw.get("train", {}).items() if k in keep}
 

@@ -25,22 +25,32 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmlab", description="llmlab: build a large language model from scratch")
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported (the others are listed by name and help text),
+    so `llmlab doctor` starts without torch and `llmlab grade` without the training code."""
     from llmlab import __version__
 
+    parser = argparse.ArgumentParser(prog="llmlab", description="llmlab: build a large language model from scratch")
     parser.add_argument("--version", action="version", version=f"llmlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module, help_text in COMMANDS:
-        mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        getattr(mod, f"configure_{name}")(p)
-        p.set_defaults(_run=getattr(mod, f"run_{name}"))
+        if name == command:
+            mod = importlib.import_module(module)
+            getattr(mod, f"configure_{name}")(p)
+            p.set_defaults(_run=getattr(mod, f"run_{name}"))
     return parser
 
 
+def _command(argv: list[str]) -> str | None:
+    """The sub-command named in argv (the first word that is one), if any."""
+    names = {name for name, _, _ in COMMANDS}
+    return next((a for a in argv if a in names), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

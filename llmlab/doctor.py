@@ -44,8 +44,11 @@ def report(check_compile: bool = True, bf16=None) -> tuple[list[tuple[str, str]]
     for name in NEEDED:
         v = _version(name)
         rows.append((name, v or "MISSING"))
-        if v is None:
-            problems.append(f"{name} is missing: run `make setup` (or `pip install -e .`)")
+        if v is None and name == "torch":
+            problems.append("torch is missing: run `make setup` (it installs the CPU build, torch==2.13.0), or "
+                            "`pip install torch` with the index URL for your GPU (README, section GPUs)")
+        elif v is None:
+            problems.append(f"{name} is missing: run `make setup` (or `pip install -e \".[lab]\"`)")
     if _version("torch") is None:
         return rows, problems
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the course's virtual environment and install llmlab into it.
-#   scripts/bootstrap.sh          the course (JupyterLab, widgets, torch)
-#   scripts/bootstrap.sh dev      the course plus the test tools
+#   scripts/bootstrap.sh          the course: llmlab[lab] (JupyterLab, widgets, torch)
+#   scripts/bootstrap.sh dev      the course plus the test tools: llmlab[dev] (which includes [lab])
 # Environment knobs:
 #   PYTHON=python3.12             the interpreter that creates the venv (>= 3.10)
 #   LLMLAB_VENV=.venv             where the venv lives
@@ -10,7 +10,7 @@
 #                                 torch, or a CUDA index; a torch already in the venv is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extra=${1:-}
+extra=${1:-lab}
 PYTHON=${PYTHON:-python3}
 VENV=${LLMLAB_VENV:-.venv}
 TORCH_SPEC=${LLMLAB_TORCH:-torch==2.13.0}
@@ -34,13 +34,13 @@ if ! "$VENV/bin/python" -c 'import torch' >/dev/null 2>&1; then
   echo "bootstrap: installing $TORCH_SPEC"
   "${PIP[@]}" "$TORCH_SPEC" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
-stamp="$VENV/.llmlab-installed${extra:+-$extra}"
+stamp="$VENV/.llmlab-installed-$extra"
 fresh() { [ -f "$1" ] && ! [ pyproject.toml -nt "$1" ]; }
 # The dev install includes the course install: `make lab` after `make test` installs nothing (and never
 # reinstalls llmlab under a test run that is using it).
-if ! fresh "$stamp" && ! { [ -z "$extra" ] && fresh "$VENV/.llmlab-installed-dev"; }; then
-  echo "bootstrap: installing llmlab${extra:+[$extra]} (editable)"
-  "${PIP[@]}" -e ".${extra:+[$extra]}"
+if ! fresh "$stamp" && ! { [ "$extra" = lab ] && fresh "$VENV/.llmlab-installed-dev"; }; then
+  echo "bootstrap: installing llmlab[$extra] (editable)"
+  "${PIP[@]}" -e ".[$extra]"
   touch "$stamp"
 fi
 # The course's JupyterLab defaults (overrides.d: defaults, not the user's own settings, which still win):
