@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from llmlab.nn import attention as ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, equal, keeps_input, randn, register
+from llmlab.checks.modules import load_weights
 
 # ----------------------------------------------------------------------------- softmax
 def _stable_exp(x, dim):
@@ -147,18 +148,9 @@ def _mha_weights(g, C):
 
 
 def _load(m, w_attn, b_attn, w_proj, b_proj):
-    for name in ("c_attn", "c_proj"):
-        if not isinstance(getattr(m, name, None), torch.nn.Linear):
-            raise CheckFailed(f"your module needs a submodule `{name}` that is an nn.Linear (c_attn: C -> 3C, c_proj: C -> C)")
-    try:
-        with torch.no_grad():
-            m.c_attn.weight.copy_(w_attn)
-            m.c_attn.bias.copy_(b_attn)
-            m.c_proj.weight.copy_(w_proj)
-            m.c_proj.bias.copy_(b_proj)
-    except (RuntimeError, AttributeError) as e:
-        raise CheckFailed(f"could not load weights into c_attn = Linear(C, 3C) and c_proj = Linear(C, C) with biases: {e}") from None
-    return m
+    names = ("c_attn.weight", "c_attn.bias", "c_proj.weight", "c_proj.bias")
+    return load_weights(m, dict(zip(names, (w_attn, b_attn, w_proj, b_proj))), "MultiHeadAttention", strict=False,
+                        naming="it needs c_attn = nn.Linear(C, 3C) and c_proj = nn.Linear(C, C), with biases")
 
 
 def _mha_run(cls, C, H, causal, x, *w):

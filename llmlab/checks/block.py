@@ -22,29 +22,16 @@ from llmlab.nn.mlp import MLP
 from llmlab.nn.norms import LayerNorm, RMSNorm, layer_norm
 from llmlab.nn.attention import MultiHeadAttention
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, equal, randn, register
+from llmlab.checks.modules import load_weights
 
 
 # ----------------------------------------------------------------------------- loading fixed weights
+NAMING = "name the submodules as in llmlab.models.gpt (ln_1, attn, ln_2, mlp; c_fc, c_proj)"
+
+
 def load_named(m: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> nn.Module:
-    """Copy `tensors` into the parameters of the same names; every parameter of `m` must be
-    one of them (so an extra, randomly initialised parameter cannot change the output)."""
-    if not isinstance(m, nn.Module):
-        raise CheckFailed(f"expected your {what} to be an nn.Module (class ...(nn.Module)), got {type(m).__name__}")
-    loaded = set()
-    for name, value in tensors.items():
-        try:
-            p = m.get_parameter(name)
-        except AttributeError:
-            raise CheckFailed(f"your {what} has no parameter `{name}` (shape {tuple(value.shape)}); name the submodules as in llmlab.models.gpt") from None
-        if tuple(p.shape) != tuple(value.shape):
-            raise CheckFailed(f"`{name}` has shape {tuple(p.shape)}, expected {tuple(value.shape)}")
-        with torch.no_grad():
-            p.copy_(value)
-        loaded.add(id(p))
-    extra = [n for n, p in m.named_parameters() if id(p) not in loaded]
-    if extra:
-        raise CheckFailed(f"your {what} has parameter(s) the course's does not: {', '.join(extra[:4])}")
-    return m
+    """Every parameter of `m` by name, and nothing else (llmlab.checks.modules.load_weights)."""
+    return load_weights(m, tensors, what, naming=NAMING)
 
 
 def _norm_weights(g, C, prefix=""):

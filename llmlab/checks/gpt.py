@@ -17,6 +17,7 @@ from torch import nn
 from llmlab.models import gpt as ref
 from llmlab.checks.block import block_weights
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, randn, register
+from llmlab.checks.modules import load_weights
 
 # the learner's name -> where the course's GPT keeps the same tensor
 ALIASES = {"transformer.wpe.weight": "transformer.pos.wpe.weight"}
@@ -37,39 +38,12 @@ def _gpt_weights(g, cfg: dict) -> dict[str, torch.Tensor]:
     return w
 
 
-def _param(m: nn.Module, name: str) -> nn.Parameter:
-    for n in (name, ALIASES.get(name)):
-        if n is None:
-            continue
-        try:
-            return m.get_parameter(n)
-        except AttributeError:
-            continue
-    raise CheckFailed(f"your GPT has no parameter `{name}`; name the parts as nanoGPT does: transformer.wte, transformer.wpe, transformer.h (a ModuleList of Blocks), transformer.ln_f, lm_head")
-
-
 def _load(m: nn.Module, w: dict[str, torch.Tensor]) -> nn.Module:
-    if not isinstance(m, nn.Module):
-        raise CheckFailed(f"expected your GPT to be an nn.Module, got {type(m).__name__}")
-    loaded = set()
-    for name, value in w.items():
-        p = _param(m, name)
-        if tuple(p.shape) != tuple(value.shape):
-            raise CheckFailed(f"`{name}` has shape {tuple(p.shape)}, expected {tuple(value.shape)}")
-        with torch.no_grad():
-            p.copy_(value)
-        loaded.add(id(p))
-    head = _param(m, "lm_head.weight")
-    if id(head) not in loaded:  # untied: give the separate matrix fixed values, so outputs are reproducible
-        if tuple(head.shape) != tuple(w["transformer.wte.weight"].shape):
-            raise CheckFailed(f"`lm_head.weight` has shape {tuple(head.shape)}, expected {tuple(w['transformer.wte.weight'].shape)} (Linear(n_embd, vocab_size, bias=False))")
-        with torch.no_grad():
-            head.copy_(randn(torch.Generator().manual_seed(7), *head.shape))
-        loaded.add(id(head))
-    extra = [n for n, p in m.named_parameters() if id(p) not in loaded]
-    if extra:
-        raise CheckFailed(f"your GPT has parameter(s) the course's does not: {', '.join(extra[:4])} (lm_head has no bias)")
-    return m
+    # an untied lm_head gets fixed values of its own, so outputs are reproducible either way
+    return load_weights(m, w, "GPT", aliases=ALIASES, extra_note=" (lm_head has no bias)",
+                        fill={"lm_head.weight": lambda shape: randn(torch.Generator().manual_seed(7), *w["transformer.wte.weight"].shape)},
+                        naming="name the parts as nanoGPT does: transformer.wte, transformer.wpe, transformer.h "
+                               "(a ModuleList of Blocks), transformer.ln_f, lm_head")
 
 
 def _build(cls, cfg: dict, w: dict[str, torch.Tensor] | None = None) -> nn.Module:
