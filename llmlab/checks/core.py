@@ -54,6 +54,54 @@ class NotImplementedYet(Exception):
     """Raised internally when the candidate is still the exercise stub."""
 
 
+@dataclass(frozen=True)
+class Crash:
+    """The learner's code raised: what, and where in the learner's own code (never llmlab's frames).
+    Plain data, so the grader's sandbox can send it back and the grader words it as check() does."""
+
+    type: str  # "ValueError"
+    message: str
+    line: int | None = None  # line in the learner's cell or file
+    code: str | None = None  # that line's source, when known
+
+    @classmethod
+    def from_exception(cls, e: BaseException) -> "Crash":
+        import traceback
+
+        tb = traceback.extract_tb(e.__traceback__)
+        user = [f for f in tb if "llmlab" not in f.filename.replace("\\", "/").split("/site-packages/")[-1]]
+        last = user[-1] if user else None
+        try:
+            message = str(e)
+        except Exception:  # an exception whose __str__ raises (the grader's sandbox meets such code)
+            message = "<the exception's message could not be read>"
+        return cls(type(e).__name__, message, last.lineno if last else None, ((last.line or "").strip() or None) if last else None)
+
+    def describe(self) -> str:
+        where = f" (line {self.line}: `{self.code}`)" if self.line and self.code else f" (line {self.line})" if self.line else ""
+        return f"your code raised {self.type}: {self.message}{where}"
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "message": self.message, "line": self.line, "code": self.code}
+
+    @classmethod
+    def from_dict(cls, d: dict, clip: int = 400) -> "Crash":
+        """From the sandbox's plain data, bounded and typed (whatever the student's process wrote)."""
+        def text(v, n):
+            return None if v is None else "".join(c for c in str(v) if c.isprintable())[:n]
+
+        line = d.get("line")
+        return cls(text(d.get("type"), 80) or "Exception", text(d.get("message"), clip) or "", line if type(line) is int else None, text(d.get("code"), 200))
+
+
+class CodeRaised(CheckFailed):
+    """A probe could not judge the code because it raised (a `Crash`), as opposed to a wrong answer."""
+
+    def __init__(self, crash: Crash):
+        self.crash = crash
+        super().__init__(crash.describe())
+
+
 # ----------------------------------------------------------------------------- describing outputs
 def describe(x: Any, max_items: int = 4) -> str:
     """A short, readable description of a value for a feedback message."""
@@ -280,7 +328,7 @@ def make_generator(seed: int) -> torch.Generator:
 
 
 def run_candidate(probe: Probe, fn: Callable, args: tuple) -> Any:
-    """Run one probe on a candidate; stubs and crashes become NotImplementedYet / CheckFailed."""
+    """Run one probe on a candidate; a stub raises NotImplementedYet, a crash CodeRaised."""
     __tracebackhide__ = True
     try:
         return probe.run(fn, *clone_args(args))
@@ -289,77 +337,7 @@ def run_candidate(probe: Probe, fn: Callable, args: tuple) -> Any:
     except CheckFailed:
         raise
     except Exception as e:  # the learner's code crashed: say where, not a bare traceback
-        import traceback
-
-        tb = traceback.extract_tb(e.__traceback__)
-        user = [f for f in tb if "llmlab" not in f.filename.replace("\\", "/").split("/site-packages/")[-1]]
-        where = f" (line {user[-1].lineno}: `{(user[-1].line or '').strip()}`)" if user else ""
-        raise CheckFailed(f"your code raised {type(e).__name__}: {e}{where}") from None
-
-
-def diagnose(ex: Exercise, outputs: list[tuple[Probe, tuple, Any]]) -> str | None:
-    """The hint of the first known mistake whose outputs match the learner's on every probe
-    (matching on one probe is not enough: two different bugs can both give nan there).
-    With no outputs at all (every probe crashed) nothing can match."""
-    if not outputs:
-        return None
-    for m in ex.mistakes:
-        try:
-            for probe, args, got in outputs:
-                probe.compare(got, probe.run(m.impl, *clone_args(args)), args)
-            return m.hint
-        except Exception:
-            continue
-    return None
-
-
-def evaluate(ex: Exercise, candidate: Callable, seed: int = 0) -> list[tuple[Probe, CheckFailed | None]]:
-    """Run every probe; returns (probe, failure or None). Raises NotImplementedYet for a stub."""
-    results, outputs = [], []
-    for i, probe in enumerate(ex.probes):
-        args = probe.inputs(make_generator(seed * 1000 + i))
-        expected = probe.run(ex.reference, *clone_args(args))
-        try:
-            got = run_candidate(probe, candidate, args)
-        except CheckFailed as f:  # the learner's code crashed on this probe
-            results.append((probe, CheckFailed(f.message, f.hint or probe.hint, ex.id, probe.name)))
-            continue
-        outputs.append((probe, args, got))
-        try:
-            probe.compare(got, expected, args)
-            results.append((probe, None))
-        except CheckFailed as f:
-            results.append((probe, f))
-    if any(f is not None for _, f in results):
-        known = diagnose(ex, outputs)
-        results = [(p, f if f is None or "your code raised" in f.message else CheckFailed(f.message, known or f.hint or p.hint, ex.id, p.name)) for p, f in results]
-    return results
-
-
-def check(exercise_id: str, candidate: Callable, seed: int = 0, quiet: bool = False) -> bool | None:
-    """Check a learner's function or class against every probe of an exercise.
-
-    Pass: prints "✔ id — N checks passed" and returns True. A stub still raising
-    NotImplementedError: prints "… id: not implemented yet" and returns None, so the
-    notebook carries on. Failure: raises CheckFailed (an AssertionError) naming the first
-    failed property, expected vs got, and a hint where the mistake is a known one.
-    """
-    __tracebackhide__ = True
-    ex = get_exercise(exercise_id)
-    if not callable(candidate):
-        raise CheckFailed(f"expected a function or class to check, got {type(candidate).__name__}", exercise=ex.id, probe="input")
-    try:
-        results = evaluate(ex, candidate, seed)
-    except NotImplementedYet:
-        if not quiet:
-            print(f"… {ex.id}: not implemented yet")
-        return None
-    failures = [f for _, f in results if f is not None]
-    if failures:
-        raise failures[0]
-    if not quiet:
-        print(f"✔ {ex.id} — {len(results)} checks passed")
-    return True
+        raise CodeRaised(Crash.from_exception(e)) from None
 
 
 def signature_of(fn: Callable) -> str:

@@ -45,19 +45,11 @@ from llmlab.grading.sandbox import Limits
 
 # ----------------------------------------------------------------------------- results
 @dataclass
-class ProbeResult:
-    name: str
-    passed: bool
-    message: str = ""
-    hint: str | None = None
-
-
-@dataclass
 class ExerciseResult:
     id: str
     max_score: float
     score: float = 0.0
-    probes: list[ProbeResult] = field(default_factory=list)
+    probes: list = field(default_factory=list)  # llmlab.checks.feedback.Verdict, one per probe
     reason: str | None = None  # why the whole exercise scored zero, when it did for one reason
     flags: list[str] = field(default_factory=list)
 
@@ -298,8 +290,6 @@ class Grader:
 
     # ------------------------------------------------------------- scoring, in this process only
     def _score(self, ex, out: dict | None, flags: list[str], er: ExerciseResult) -> None:
-        from llmlab.checks.core import CheckFailed, describe
-
         n = len(ex.probes)
         if out is None:
             er.reason = er.reason or "the notebook's functions could not be run (see the notes above)"
@@ -319,64 +309,45 @@ class Grader:
         if er.flags:
             er.reason = "flagged: " + "; ".join(er.flags) + ". Graded functions must be your own code: 0 points (ask your instructor if this is a mistake)"
             return
+        from llmlab.checks.core import Crash
+        from llmlab.checks.feedback import Outcome, judge
+
         probes = out.get("probes") if isinstance(out.get("probes"), list) else []
         skipped = out.get("skipped_probes", {})
-        got_for_diagnosis, stubs = [], 0
-        for i, probe in enumerate(ex.probes):
+        cases = []
+        for i in range(len(ex.probes)):
             item = probes[i] if i < len(probes) and isinstance(probes[i], dict) else {}
-            pr = ProbeResult(probe.name, False)
             if i in skipped:
-                pr.message = f"your code {skipped[i]}"
+                outcome = Outcome("skipped", message=str(skipped[i]))
             elif item.get("stub") is True:
-                stubs += 1
-                pr.message = "not implemented yet (still raises NotImplementedError)"
+                outcome = Outcome("stub")
             elif "value" in item:
-                got = item["value"]
-                got_for_diagnosis.append((i, got))  # passing outputs too: a known mistake must reproduce all of them
-                try:
-                    probe.compare(got, self.expected[ex.id][i], self.inputs[ex.id][i])
-                    pr.passed = True
-                except CheckFailed as f:
-                    pr.message, pr.hint = f.message, f.hint or probe.hint
-                except Exception as e:  # a plain value of a shape the probe's comparison did not expect
-                    pr.message = f"the output has an unexpected form ({describe(got)}): {type(e).__name__}"
-                    pr.hint = probe.hint
+                outcome = Outcome("value", item["value"])
+            elif isinstance(item.get("crash"), dict):
+                outcome = Outcome("crash", crash=Crash.from_dict(item["crash"]))
             elif isinstance(item.get("error"), str):
-                pr.message, pr.hint = _clean(item["error"], 400), probe.hint
+                outcome = Outcome("failed", message=_clean(item["error"], 400))
             else:
-                pr.message = "no output came back for this case"
-            er.probes.append(pr)
-        if stubs == n:
+                outcome = Outcome("none")
+            cases.append((self.inputs[ex.id][i], self.expected[ex.id][i], outcome))
+        er.probes = judge(ex, cases, mistake_output=lambda m_i, i: self._mistake_output(ex, m_i, i))
+        if all(c[2].kind == "stub" for c in cases):
             er.reason = "not implemented yet"
         passed = sum(p.passed for p in er.probes)
         er.score = round(er.max_score * passed / n, 2)
-        if passed < n and got_for_diagnosis:
-            known = self._diagnose(ex, got_for_diagnosis)
-            if known:
-                with_value = {j for j, _ in got_for_diagnosis}
-                for i, pr in enumerate(er.probes):
-                    if not pr.passed and i in with_value:
-                        pr.hint = known
 
-    def _diagnose(self, ex, outputs: list[tuple[int, Any]]) -> str | None:
-        """The hint of the first known mistake that reproduces every wrong output."""
+    def _mistake_output(self, ex, m_i: int, i: int):
+        """Known mistake m_i's output on probe i of this run's inputs, computed once per run."""
         from llmlab.checks.core import clone_args
 
-        for m_i, m in enumerate(ex.mistakes):
-            try:
-                for i, got in outputs:
-                    key = (ex.id, m_i, i)
-                    with self._lock:
-                        cached = self._mistake_cache.get(key, KeyError)
-                    if cached is KeyError:
-                        cached = ex.probes[i].run(m.impl, *clone_args(self.inputs[ex.id][i]))
-                        with self._lock:
-                            self._mistake_cache[key] = cached
-                    ex.probes[i].compare(got, cached, self.inputs[ex.id][i])
-                return m.hint
-            except Exception:
-                continue
-        return None
+        key = (ex.id, m_i, i)
+        with self._lock:
+            cached = self._mistake_cache.get(key, KeyError)
+        if cached is KeyError:
+            cached = ex.probes[i].run(ex.mistakes[m_i].impl, *clone_args(self.inputs[ex.id][i]))
+            with self._lock:
+                self._mistake_cache[key] = cached
+        return cached
 
 
 def _mix(seed: int, ex_id: str, i: int) -> int:

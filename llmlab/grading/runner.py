@@ -20,6 +20,7 @@ import builtins
 import difflib
 import io
 import json
+import linecache
 import os
 import sys
 import traceback
@@ -113,6 +114,8 @@ def run_cells(cells: list[dict], skip: dict, ns: dict) -> None:
         if source is None:
             entry["skipped"] = note
         else:
+            # the cell's lines, for a crash report that quotes the line (as in the notebook)
+            linecache.cache[f"<cell {i}>"] = (len(source), None, source.splitlines(True), f"<cell {i}>")
             try:
                 code = compile(source, f"<cell {i}>", "exec")
             except (SyntaxError, ValueError) as e:
@@ -202,7 +205,9 @@ def main() -> None:
     llmlab.checks.load_all()
     # the notebook's own check() calls would only repeat the grading, slower: make them no-ops
     quiet = lambda *args, **kwargs: None  # noqa: E731
-    llmlab.checks.check = core.check = quiet
+    import llmlab.checks.feedback as feedback
+
+    llmlab.checks.check = feedback.check = quiet
     _block_network()
 
     sink = _Sink()
@@ -251,10 +256,10 @@ def _run_probe(ser, core, probe, obj, args) -> dict:
         got = probe.run(obj, *core.clone_args(args))
     except NotImplementedError:
         return {"stub": True}
-    except core.CheckFailed as e:
+    except core.CheckFailed as e:  # the probe refused the code (a missing submodule, a wrong shape)
         return {"error": clip(e.message)}
     except BaseException as e:  # noqa: BLE001 (SystemExit, RecursionError, MemoryError ...)
-        return {"error": clip(f"your code raised {type(e).__name__}: {e}{_where(e)}")}
+        return {"crash": core.Crash.from_exception(e).to_dict()}  # worded by the grader, as check() words it
     try:
         ser.encode(got)  # only plain data goes back; anything else fails this case
     except ser.SerializationError as e:

@@ -1,0 +1,135 @@
+"""One judge (llmlab.checks.feedback): the same learner code gets the same words from `check()` in
+the notebook and from the grader's sandbox, on several exercises, for a known mistake (its hint),
+an unknown wrong answer, and a crash (typed, with the line quoted); and the judge itself can fail."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+import torch
+
+from llmlab.checks import CheckFailed, check, load_all
+from llmlab.checks.core import REGISTRY, CodeRaised, Crash, clone_args, get_exercise, run_candidate
+from llmlab.checks.feedback import Outcome, Verdict, judge
+from llmlab.grading import Grader, Limits
+from llmlab.grading.collect import Submission
+
+load_all()
+
+SOFTMAX_AXIS0 = """\
+import torch
+def softmax(x, dim=-1):
+    e = (x - x.amax(dim, keepdim=True)).exp()
+    return e / e.sum(dim=0, keepdim=True)
+"""
+SDPA_UNSCALED = """\
+import torch
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1) @ v
+"""
+LAYER_NORM_CRASH = """\
+import torch
+def layer_norm(x, weight, bias, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + eps) * weight + bias.view(3, -1)
+"""
+MERGE_OFF_BY_ONE = """\
+def merge(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids) - 1:
+        if (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out + [0]
+"""
+CASES = [("attention.softmax", SOFTMAX_AXIS0, "known"), ("attention.scaled_dot_product_attention", SDPA_UNSCALED, "known"),
+         ("block.layer_norm", LAYER_NORM_CRASH, "crash"), ("tokenization.merge", MERGE_OFF_BY_ONE, "unknown")]
+
+
+def _in_process(eid: str, source: str, inputs: list[tuple], expected: list) -> list[Verdict]:
+    """What check() does, on given inputs: run here, then judge."""
+    import linecache
+
+    linecache.cache["<cell 0>"] = (len(source), None, source.splitlines(True), "<cell 0>")  # as the sandbox does
+    ns: dict = {}
+    exec(compile(source, "<cell 0>", "exec"), ns)
+    fn = ns[get_exercise(eid).name]
+    cases = []
+    for probe, args, exp in zip(get_exercise(eid).probes, inputs, expected):
+        try:
+            out = Outcome("value", run_candidate(probe, fn, args))
+        except CodeRaised as c:
+            out = Outcome("crash", crash=c.crash)
+        cases.append((args, exp, out))
+    return judge(get_exercise(eid), cases)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("feedback")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for _, src, _ in CASES]
+    nbformat.write(nb, str(tmp / "student.ipynb"))
+    grader = Grader([eid for eid, _, _ in CASES], seed=2026, limits=Limits(cell_timeout=10.0, submission_timeout=120.0, memory_mb=1536))
+    return grader, grader.grade_submission(Submission("student", "student.ipynb", tmp / "student.ipynb"), tmp)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("eid, source, kind", CASES, ids=[c[0] for c in CASES])
+def test_the_grader_and_check_say_the_same(graded, eid, source, kind):
+    grader, result = graded
+    from_grader = [v.text(eid) for v in result.exercises[eid].probes]
+    # each cell of the notebook is its own <cell i>; in-process the source is cell 0: same lines within it
+    here = [v.text(eid).replace("<cell 0>", "") for v in _in_process(eid, source, grader.inputs[eid], grader.expected[eid])]
+    assert from_grader == here
+    failed = [v for v in result.exercises[eid].probes if not v.passed]
+    assert failed, f"{eid}: the wrong implementation passed every probe"
+    hints = {m.hint for m in REGISTRY[eid].mistakes}
+    if kind == "known":
+        assert failed[0].hint in hints
+    elif kind == "crash":
+        assert failed[0].message.startswith("your code raised RuntimeError: ") and "(line 4: `return (x - mean)" in failed[0].message
+    else:
+        assert failed[0].hint not in hints
+    # and check() in a notebook: the same first failing property, message kind and hint
+    ns: dict = {}
+    exec(compile(source, "<cell 0>", "exec"), ns)
+    with pytest.raises(CheckFailed) as e:
+        check(eid, ns[get_exercise(eid).name], quiet=True)
+    assert e.value.probe == failed[0].name and e.value.hint == failed[0].hint
+    numbers = re.compile(r"-?\d+(\.\d+)?(e-?\d+)?")  # the inputs differ (check() has its own seeds): the words do not
+    assert numbers.sub("N", e.value.message) == numbers.sub("N", failed[0].message)
+
+
+def test_judge_words_every_kind_of_outcome():
+    ex = get_exercise("attention.softmax")
+    args = ex.probes[0].inputs(torch.Generator().manual_seed(0))
+    expected = ex.probes[0].run(ex.reference, *clone_args(args))
+    n = len(ex.probes)
+    outcomes = [Outcome("value", expected), Outcome("crash", crash=Crash("KeyError", "'x'", 3, "d['x']")), Outcome("stub"),
+                Outcome("skipped", message="ran longer than the 3 s limit"), Outcome("failed", message="no c_attn"), Outcome("none")]
+    cases = [(args, expected, outcomes[i % len(outcomes)]) for i in range(n)]
+    v = judge(ex, cases)
+    assert v[0].passed and not any(x.passed for x in v[1:6])
+    assert v[1].message == "your code raised KeyError: 'x' (line 3: `d['x']`)"
+    assert v[2].message == "not implemented yet (still raises NotImplementedError)"
+    assert v[3].message == "your code ran longer than the 3 s limit"
+    assert v[4].message == "no c_attn" and v[5].message == "no output came back for this case"
+    with pytest.raises(ValueError, match="cases: expected one per probe"):
+        judge(ex, cases[:1])
+    with pytest.raises(ValueError, match="kind='oops'"):
+        Outcome("oops")
+
+
+def test_a_crash_is_a_type_and_survives_the_sandbox_boundary():
+    c = Crash.from_dict({"type": "ValueError\x1b[31m", "message": "x" * 1000, "line": "7", "code": None})
+    assert c.type == "ValueError[31m" and len(c.message) == 400 and c.line is None  # bounded, printable, typed
+    assert Crash.from_dict(c.to_dict()) == c
