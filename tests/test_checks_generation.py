@@ -11,7 +11,7 @@ from llmlab.checks import check, load_all
 from _checks import assert_chapter, rejects
 
 load_all()
-IDS = ["generation.top_k_filter", "generation.top_p_filter"]
+IDS = ["generation.top_k_filter", "generation.top_p_filter", "generation.greedy_generate"]
 
 
 def test_chapter_contract():
@@ -171,3 +171,69 @@ def test_top_p_in_place_is_rejected():
         logits[_unsort(cum - probs >= p, order)] = NEG_INF
         return logits
     rejects("generation.top_p_filter", top_p_filter)
+
+
+# ----------------------------------------------------------------------------- greedy_generate: takes a model
+def test_greedy_generate_written_other_ways_passes():
+    def greedy_generate(model, idx, max_new_tokens):  # preallocated output, topk instead of argmax
+        B, T0 = idx.shape
+        out = torch.empty(B, T0 + max_new_tokens, dtype=idx.dtype)
+        out[:, :T0] = idx
+        for t in range(T0, T0 + max_new_tokens):
+            ctx = out[:, max(0, t - model.config.block_size):t]
+            out[:, t] = model(ctx)[0][:, -1].topk(1, dim=-1).indices[:, 0]
+        return out
+
+    assert check("generation.greedy_generate", greedy_generate, quiet=True) is True
+
+
+def test_greedy_generate_with_a_kv_cache_of_its_own_passes():
+    from llmlab.generate.sampling import generate
+
+    assert check("generation.greedy_generate", lambda m, idx, n: generate(m, idx, n, temperature=0.0, use_cache=False), quiet=True)
+
+
+def test_greedy_generate_reading_the_first_position_is_rejected():
+    def greedy_generate(model, idx, max_new_tokens):
+        for _ in range(max_new_tokens):
+            logits, _ = model(idx[:, -model.config.block_size:])
+            idx = torch.cat([idx, logits[:, 0].argmax(-1, keepdim=True)], dim=1)
+        return idx
+    rejects("generation.greedy_generate", greedy_generate, hint="logits of the *last* position")
+
+
+def test_greedy_generate_without_cropping_is_rejected():
+    def greedy_generate(model, idx, max_new_tokens):
+        for _ in range(max_new_tokens):
+            idx = torch.cat([idx, model(idx)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+        return idx
+    rejects("generation.greedy_generate", greedy_generate, hint="crop the context to the model's block_size")
+
+
+def test_greedy_generate_returning_only_new_tokens_is_rejected():
+    def greedy_generate(model, idx, max_new_tokens):
+        new = []
+        for _ in range(max_new_tokens):
+            nxt = model(idx[:, -8:])[0][:, -1].argmax(-1, keepdim=True)
+            new.append(nxt)
+            idx = torch.cat([idx, nxt], dim=1)
+        return torch.cat(new, dim=1) if new else idx[:, :0]
+    rejects("generation.greedy_generate", greedy_generate, hint="the prompt followed by the new tokens")
+
+
+def test_greedy_generate_sampling_instead_of_argmax_is_rejected():
+    def greedy_generate(model, idx, max_new_tokens):
+        g = torch.Generator().manual_seed(0)
+        for _ in range(max_new_tokens):
+            p = model(idx[:, -model.config.block_size:])[0][:, -1].softmax(-1)
+            idx = torch.cat([idx, torch.multinomial(p, 1, generator=g)], dim=1)
+        return idx
+    rejects("generation.greedy_generate", greedy_generate)
+
+
+def test_greedy_generate_feeding_only_the_last_token_is_rejected():
+    def greedy_generate(model, idx, max_new_tokens):
+        for _ in range(max_new_tokens):
+            idx = torch.cat([idx, model(idx[:, -1:])[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+        return idx
+    rejects("generation.greedy_generate", greedy_generate, hint="feed the whole (cropped) context")

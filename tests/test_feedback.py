@@ -50,7 +50,15 @@ def merge(ids, pair, new_id):
             i += 1
     return out + [0]
 """
-CASES = [("attention.softmax", SOFTMAX_AXIS0, "known"), ("attention.scaled_dot_product_attention", SDPA_UNSCALED, "known"),
+GREEDY_FIRST_POSITION = """\
+import torch
+def greedy_generate(model, idx, max_new_tokens):
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -model.config.block_size:])
+        idx = torch.cat([idx, logits[:, 0].argmax(-1, keepdim=True)], dim=1)
+    return idx
+"""
+CASES = [("generation.greedy_generate", GREEDY_FIRST_POSITION, "known"), ("attention.softmax", SOFTMAX_AXIS0, "known"), ("attention.scaled_dot_product_attention", SDPA_UNSCALED, "known"),
          ("block.layer_norm", LAYER_NORM_CRASH, "crash"), ("tokenization.merge", MERGE_OFF_BY_ONE, "unknown")]
 
 
@@ -133,3 +141,28 @@ def test_a_crash_is_a_type_and_survives_the_sandbox_boundary():
     c = Crash.from_dict({"type": "ValueError\x1b[31m", "message": "x" * 1000, "line": "7", "code": None})
     assert c.type == "ValueError[31m" and len(c.message) == 400 and c.line is None  # bounded, printable, typed
     assert Crash.from_dict(c.to_dict()) == c
+
+
+GREEDY_RIGHT = """\
+import torch
+def greedy_generate(model, idx, max_new_tokens):
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits, _ = model(idx[:, -model.config.block_size:])
+            idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return idx
+"""
+
+
+@pytest.mark.slow
+def test_the_grader_grades_an_exercise_that_takes_a_model(tmp_path):
+    """greedy_generate's argument is a GPT: the grader sends its config and weights as plain tensors,
+    the sandbox builds the course's model from them, and the student's loop runs on it."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(GREEDY_RIGHT)]
+    nbformat.write(nb, str(tmp_path / "right.ipynb"))
+    grader = Grader(["generation.greedy_generate"], seed=7, limits=Limits(cell_timeout=10.0, submission_timeout=120.0, memory_mb=1536))
+    spec = grader.inputs["generation.greedy_generate"][0][0]
+    assert spec["class"] == "GPT" and all(type(t) is torch.Tensor for t in spec["state"].values())  # plain data, no pickle
+    r = grader.grade_submission(Submission("right", "right.ipynb", tmp_path / "right.ipynb"), tmp_path).exercises["generation.greedy_generate"]
+    assert r.score == r.max_score == 2.0 and all(v.passed for v in r.probes), [v.text() for v in r.probes]

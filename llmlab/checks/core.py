@@ -22,6 +22,7 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,8 +69,7 @@ class Crash:
     def from_exception(cls, e: BaseException) -> "Crash":
         import traceback
 
-        tb = traceback.extract_tb(e.__traceback__)
-        user = [f for f in tb if "llmlab" not in f.filename.replace("\\", "/").split("/site-packages/")[-1]]
+        user = [f for f in traceback.extract_tb(e.__traceback__) if _learners(f.filename)]
         last = user[-1] if user else None
         try:
             message = str(e)
@@ -92,6 +92,19 @@ class Crash:
 
         line = d.get("line")
         return cls(text(d.get("type"), 80) or "Exception", text(d.get("message"), clip) or "", line if type(line) is int else None, text(d.get("code"), 200))
+
+
+def _learners(filename: str) -> bool:
+    """Is this frame the learner's code (a notebook cell, their own file), not llmlab's, torch's or Python's?"""
+    import sysconfig
+
+    f = filename.replace("\\", "/")
+    if f.startswith("<cell") or "/ipykernel_" in f:
+        return True
+    package = str(Path(__file__).resolve().parent.parent).replace("\\", "/")  # llmlab/
+    libs = {sysconfig.get_paths()[k].replace("\\", "/") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return not (f.startswith(package + "/") or any(f.startswith(lib + "/") for lib in libs)
+                or "/site-packages/" in f or "/dist-packages/" in f or f.startswith("<frozen"))
 
 
 class CodeRaised(CheckFailed):

@@ -1,9 +1,13 @@
-"""Checks for chapter 08, generation: `generation.top_k_filter` and `generation.top_p_filter`.
+"""Checks for chapter 08, generation: `generation.top_k_filter`, `generation.top_p_filter` and
+`generation.greedy_generate`, the decoding loop, which takes a *model* as its argument.
 
 Rows have a vocabulary of 9 to 12 (never equal to the batch size), some probes have ties
 at the k-th largest logit (integer logits), one has a token that alone holds more than p,
 one has -inf entries already (top-p after top-k), and one has two leading axes, so a
 filter that only works on a single row, drops ties or loses the top token shows.
+greedy_generate's probes hand it a small GPT (context 8, learned positions) as plain data that is
+built into the course's model on whichever side runs the learner's code (llmlab.checks.modules):
+prompts short enough to fit, and ones that outgrow the context, so a loop that never crops it fails.
 Reference: llmlab.generate.sampling.
 """
 
@@ -13,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from llmlab.generate import sampling as ref
-from llmlab.checks.core import Exercise, Mistake, Probe, keeps_input, randn, register
+from llmlab.checks.core import Exercise, Mistake, Probe, equal, keeps_input, randn, register
+from llmlab.checks.modules import build_model, model_spec
 
 NEG_INF = float("-inf")
 
@@ -150,5 +155,66 @@ register(Exercise(
         Mistake("return logits (with -inf for removed tokens), not probabilities", _topp_wrong("probs")),
         Mistake("take the cumulative sum of probabilities (softmax of the sorted logits), not of the logits themselves", _topp_wrong("logits")),
         Mistake("sort in descending order: the set is made of the *most* probable tokens", _topp_wrong("ascending")),
+    ],
+))
+
+
+# ----------------------------------------------------------------------------- the decoding loop (takes a model)
+def greedy_reference(model, idx, max_new_tokens):
+    return ref.generate(model, idx, max_new_tokens, temperature=0.0)
+
+
+def _tiny_gpt(g, V=13, T=8):
+    """A small GPT with decisive, seeded weights (no ties in the argmax), as a plain-data spec."""
+    from llmlab.models.gpt import GPT, GPTConfig
+
+    # an untied, random output layer: the next token is a seeded function of the context, not a
+    # copy of the last one, and no two logits tie (a loop reading the wrong position shows)
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=2, n_embd=16, tied=False))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(randn(g, *p.shape, scale=1.0 if name.startswith(("lm_head", "transformer.wte")) else 0.3))
+    return model_spec(model)
+
+
+def _greedy_inputs(B, T, n):
+    return lambda g: (_tiny_gpt(g), torch.randint(13, (B, T), generator=g), n)
+
+
+def _run_greedy(fn, spec, idx, n):
+    model = build_model(spec)  # built here: in the notebook, or inside the grader's sandbox
+    with torch.no_grad():
+        return fn(model, idx, n)
+
+
+def _greedy_wrong(mode):
+    def greedy_generate(model, idx, max_new_tokens):
+        T, T0 = model.config.block_size, idx.size(1)
+        for _ in range(max_new_tokens):
+            ctx = idx if mode == "no_crop" else idx[:, -1:] if mode == "last_token_only" else idx[:, -T:]
+            logits, _ = model(ctx)
+            last = logits[:, 0] if mode == "first_position" else logits[:, -1]  # (B, V)
+            nxt = last.argmax(dim=-1)  # (B,)
+            idx = torch.cat([idx, nxt[:, None]], dim=1)  # (B, T + 1)
+        return idx[:, T0:] if mode == "only_new" else idx
+    return greedy_generate
+
+
+register(Exercise(
+    id="generation.greedy_generate",
+    signature="greedy_generate(model, idx: LongTensor[B, T], max_new_tokens: int) -> LongTensor[B, T + max_new_tokens]  # argmax of the last position, context cropped to model.config.block_size",
+    reference=greedy_reference,
+    points=2,
+    probes=[
+        Probe("3 prompts of 4 tokens, 3 new tokens each", _greedy_inputs(3, 4, 3), run=_run_greedy, compare=equal("generated ids")),
+        Probe("one prompt of 2 tokens, 5 new tokens", _greedy_inputs(1, 2, 5), run=_run_greedy, compare=equal("generated ids")),
+        Probe("a prompt of 6 that grows past the context of 8 (crop to the last 8)", _greedy_inputs(2, 6, 6), run=_run_greedy,
+              compare=equal("generated ids"), hint="crop the context to the model's block_size before each forward: idx[:, -model.config.block_size:]"),
+        Probe("max_new_tokens = 0 returns the prompt", _greedy_inputs(2, 3, 0), run=_run_greedy, compare=equal("generated ids")),
+    ],
+    mistakes=[
+        Mistake("take the logits of the *last* position, logits[:, -1, :]: it predicts the token after the prompt", _greedy_wrong("first_position")),
+        Mistake("feed the whole (cropped) context each step, not only the newest token: without a KV cache the model sees only what you pass it", _greedy_wrong("last_token_only")),
+        Mistake("return the prompt followed by the new tokens, torch.cat([idx, next_id], dim=1) each step, not only the new ones", _greedy_wrong("only_new")),
     ],
 ))
