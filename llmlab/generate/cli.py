@@ -10,8 +10,7 @@ from pathlib import Path
 import torch
 
 from llmlab.device import get_device
-from llmlab.models.gpt import GPT, GPTConfig
-from llmlab.train.checkpoint import load_checkpoint
+from llmlab.train.checkpoint import load_checkpoint, model_class, model_from_checkpoint
 
 
 def configure_sample(parser) -> None:
@@ -26,22 +25,29 @@ def configure_sample(parser) -> None:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """(model, tokenizer) from a checkpoint written by `llmlab train`."""
+    """(model, tokenizer) from a checkpoint written by `llmlab train` or `train()`: the model is
+    the class that was trained (a GPT, a SequenceClassifier, ...), in eval mode; the tokenizer
+    is None when the run had none (train() without tokenizer=)."""
+    return _model_and_tokenizer(load_checkpoint(path, map_location="cpu"), device)
+
+
+def _model_and_tokenizer(ck: dict, device):
     from llmlab.text.tokenizers import Tokenizer
 
-    ck = load_checkpoint(path, map_location="cpu")
-    model = GPT(GPTConfig.from_dict(ck["config"]["model"]))
-    model.load_state_dict(ck["model"])
     tok = ck.get("extra", {}).get("tokenizer")
-    if tok is None:
-        raise ValueError(f"checkpoint={str(path)!r} holds no tokenizer (it was written by train() without tokenizer=)")
-    return model.to(device).eval(), Tokenizer.from_dict(tok)
+    return model_from_checkpoint(ck).to(device).eval(), Tokenizer.from_dict(tok) if tok is not None else None
 
 
 def run_sample(args) -> int:
     from llmlab.generate.sampling import generate_text
 
     device = get_device(None if args.device == "auto" else args.device)
-    model, tok = load_model(args.checkpoint, device)
+    ck = load_checkpoint(args.checkpoint, map_location="cpu")
+    if model_class(ck) != "GPT":
+        raise ValueError(f"checkpoint={args.checkpoint!r} holds a {model_class(ck)}; llmlab sample generates text with a GPT")
+    if ck.get("extra", {}).get("tokenizer") is None:
+        raise ValueError(f"checkpoint={args.checkpoint!r} holds no tokenizer (it was written by train() without tokenizer=)")
+    model, tok = _model_and_tokenizer(ck, device)
+    del ck  # the optimizer state is not needed to sample
     print(generate_text(model, tok, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, device=device))
     return 0

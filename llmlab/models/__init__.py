@@ -1,1 +1,35 @@
-"""Models built from llmlab.nn: the GPT today; encoders and encoder-decoders next."""
+"""Models built from llmlab.nn: the GPT, and a sequence classifier on its trunk; encoders and
+encoder-decoders next.
+
+`MODELS` names every model class a checkpoint may hold, with its config class: a checkpoint
+stores the class name and the config as a plain dict, and `build_model` makes the model again.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from llmlab.models.classifier import ClassifierConfig, SequenceClassifier
+from llmlab.models.gpt import GPT, GPTConfig
+
+MODELS: dict[str, tuple[type[nn.Module], type]] = {
+    "GPT": (GPT, GPTConfig),
+    "SequenceClassifier": (SequenceClassifier, ClassifierConfig),
+}
+
+
+def build_model(config, name: str | None = None) -> nn.Module:
+    """A fresh model from its config: a config object (GPTConfig -> GPT, ClassifierConfig ->
+    SequenceClassifier), or a plain dict with the class `name` (what a checkpoint stores)."""
+    if isinstance(config, dict):
+        if name not in MODELS:
+            raise ValueError(f"name={name!r}: expected the model class of the config dict, one of {', '.join(MODELS)}")
+        model_cls, config_cls = MODELS[name]
+        return model_cls(config_cls.from_dict(config))
+    for model_cls, config_cls in MODELS.values():
+        if type(config) is config_cls:  # exact type: a ClassifierConfig is also a GPTConfig
+            return model_cls(config)
+    raise ValueError(f"model config: expected one of {', '.join(c.__name__ for _, c in MODELS.values())}, got {type(config).__name__}")
+
+
+__all__ = ["MODELS", "GPT", "GPTConfig", "SequenceClassifier", "ClassifierConfig", "build_model"]

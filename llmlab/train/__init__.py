@@ -1,8 +1,12 @@
-"""Training: the optimizer step (optim), checkpoints, the loop (Trainer, train) and `llmlab train` (cli).
+"""Training: the optimizer step (optim), checkpoints, what is learned (objectives), the loop
+(Trainer, train) and `llmlab train` (cli).
 
     from llmlab.train import TrainConfig, train
+    train(GPTConfig(...), TrainConfig(...), train_ids, val_ids)               # next-token prediction
+    train(ClassifierConfig(...), Classification(train_set, val_set, pad_id), TrainConfig(...))
 """
 
 from llmlab.train.loop import Dist, LossPlot, NonFiniteLoss, TrainConfig, Trainer, TrainResult, setup_distributed, train
+from llmlab.train.objectives import Classification, NextToken, Objective
 
-__all__ = ["Dist", "LossPlot", "NonFiniteLoss", "TrainConfig", "TrainResult", "Trainer", "setup_distributed", "train"]
+__all__ = ["Classification", "Dist", "LossPlot", "NextToken", "NonFiniteLoss", "Objective", "TrainConfig", "TrainResult", "Trainer", "setup_distributed", "train"]

@@ -4,10 +4,15 @@ A checkpoint is one `torch.save`d dict of plain types and tensors:
 
     model, optimizer, scaler   state_dicts
     step                       optimizer steps completed
-    config                     {"model": ..., "train": ..., "data": ...} as plain dicts
-    data                       the batch sampler's generator state (the "position" in the data)
+    config                     {"model": ..., "model_class": "GPT", "train": ..., "data": ...} as plain dicts
+    data                       {"objective": "NextToken", "state": its state_dict (the "position" in
+                               the data: a generator's state), "world_size": processes that wrote it}
     rng                        torch (CPU, CUDA) and Python RNG states, one entry per process
     extra                      e.g. the tokenizer, so `llmlab sample` needs nothing else
+
+`model_from_checkpoint` builds the model class the checkpoint names (llmlab.models.MODELS) and
+loads its weights. Checkpoints written before the class name was stored hold a GPT, and
+`data` was then the generator's state itself: both still load.
 
 Writes are atomic: the dict goes to a temporary file in the same folder, is flushed to
 disk, then renamed over the old file (`os.replace` is atomic on POSIX and Windows). A crash
@@ -23,6 +28,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from torch import nn
+
+from llmlab.models import build_model
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
@@ -74,3 +82,22 @@ def set_rng_state(state: dict) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# ----------------------------------------------------------------------------- which model, which data position
+def model_class(ck: dict) -> str:
+    """The model class a checkpoint holds; "GPT" for checkpoints older than the class name."""
+    return ck["config"].get("model_class", "GPT")
+
+
+def model_from_checkpoint(ck: dict) -> nn.Module:
+    """The trained model again: its class (by name) built from its config dict, then its weights."""
+    model = build_model(ck["config"]["model"], model_class(ck))
+    model.load_state_dict(ck["model"])
+    return model
+
+
+def objective_state(ck: dict) -> dict:
+    """The objective's state_dict; older checkpoints stored the generator state as `data` itself."""
+    data = ck["data"]
+    return data["state"] if "state" in data else {"generator": data["generator"]}

@@ -1,23 +1,30 @@
-"""Training a GPT: one loop for a laptop CPU, one GPU, or several GPUs (DDP under torchrun).
+"""Training: one loop for a laptop CPU, one GPU, or several GPUs (DDP under torchrun), for any objective.
 
-    tc = TrainConfig(max_steps=300, batch_size=16, block_size=64, lr=1e-3)
-    result = train(GPTConfig(...), tc, train_ids, val_ids)   # result.model, .history, .final_val_loss
+    result = train(GPTConfig(...), tc, train_ids, val_ids)        # next-token prediction, the shorthand
+    result = Trainer(model, objective, tc).fit()                  # any objective (llmlab.train.objectives)
+    result.model, result.history, result.final_val_loss, result.metrics
+
+The objective says what is learned: how a batch is drawn, how it becomes a loss, what to
+evaluate. `Trainer(model, tc, train_ids, val_ids)` means `Trainer(model, NextToken(train_ids,
+val_ids, tc.block_size, seed=tc.seed), tc)`: the second argument is a TrainConfig, so the two
+after it are the data. Everything else is the loop's and the same for every objective:
 
 Each step: the learning rate from `optim.lr_at` (warmup, then cosine), `grad_accum`
-micro-batches through `optim.train_step` (autocast, scaled backward, clipping, AdamW), and,
-every `eval_interval` steps, the validation loss and an atomic checkpoint (`checkpoint.py`).
+micro-batches through `optim.train_step` (autocast, scaled backward, clipping, AdamW) with
+the objective's loss, and, every `eval_interval` steps, the objective's evaluation and an
+atomic checkpoint (`checkpoint.py`) that holds the objective's state (its data position) too.
 Losses stay on the device and are read once per `log_interval` steps: reading a GPU tensor
 waits for the GPU, and waiting every step would idle it. A non-finite loss stops the run
 with a clear error before it can overwrite the last good checkpoint.
 
-Batches and DDP: every process draws the *same* random windows from a generator shared by
-all ranks (its state is the "data position" a checkpoint stores) and keeps its own slice,
-so two processes with `batch_size=b` take exactly the step one process takes with `2b`.
-`batch_size` is per process and per micro-batch: a step sees batch_size * grad_accum *
-world_size sequences.
+Batches and DDP: every process draws the *same* examples from the objective's generator
+(seeded alike on all ranks) and keeps its own slice, so two processes with `batch_size=b`
+take exactly the step one process takes with `2b`. `batch_size` is per process and per
+micro-batch: a step sees batch_size * grad_accum * world_size examples.
 
 The `llmlab train` command and the TOML configs live in llmlab.train.cli; `llmlab sample` in llmlab.generate.cli.
-Left out on purpose: FSDP/tensor parallelism, data loaders over files bigger than memory.
+Left out on purpose: FSDP/tensor parallelism, data loaders over files bigger than memory,
+several objectives in one run (multi-task mixing), per-objective optimizers or schedules.
 """
 
 from __future__ import annotations
@@ -30,17 +37,18 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from llmlab.config import is_int, reject_unknown
 from llmlab.device import DEVICES, get_device, seed_everything
-from llmlab.models.gpt import GPT, GPTConfig
-from llmlab.text.batches import get_batch
-from llmlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from llmlab.models import ClassifierConfig, GPTConfig, build_model
+from llmlab.train.checkpoint import load_checkpoint, model_class, objective_state, rng_state, save_checkpoint, set_rng_state
+from llmlab.train.objectives import NextToken, Objective
 from llmlab.train.optim import DTYPES, autocast_context, lr_at, make_optimizer, maybe_compile, resolve_amp_dtype, set_lr, train_step
 
 DEVICE_KINDS = ("auto", *DEVICES)
@@ -53,8 +61,8 @@ class NonFiniteLoss(FloatingPointError):
 @dataclass
 class TrainConfig:
     max_steps: int = 1000  # optimizer steps (the schedule decays to min_lr at max_steps)
-    batch_size: int = 16  # sequences per micro-batch, per process
-    block_size: int | None = None  # context length of the training windows; None = the model's
+    batch_size: int = 16  # examples (sequences) per micro-batch, per process
+    block_size: int | None = None  # next-token shorthand: context length of the windows; None = the model's
     lr: float = 1e-3  # peak learning rate, reached at the end of warmup
     min_lr: float | None = None  # floor of the cosine; None = lr / 10
     warmup_steps: int | None = None  # linear warmup; None = 5% of max_steps
@@ -64,13 +72,13 @@ class TrainConfig:
     grad_clip: float = 1.0  # clip the global gradient norm to this; 0 = no clipping
     grad_accum: int = 1  # micro-batches per optimizer step
     eval_interval: int = 100  # validate (and checkpoint) every this many steps, and at the end
-    eval_iters: int = 20  # validation batches per evaluation
+    eval_iters: int = 20  # validation batches (of batch_size) per evaluation
     log_interval: int = 10  # read losses from the device every this many steps
     ckpt_interval: int | None = None  # checkpoint every this many steps; None = eval_interval
     device: str = "auto"  # "auto" (cuda > mps > cpu, or $LLMLAB_DEVICE), "cuda", "cuda:1", "mps", "cpu"
     dtype: str = "fp32"  # "fp32", "bf16" (autocast), "fp16" (autocast + GradScaler), "auto"
     compile: bool = False  # torch.compile the model (falls back to eager where unsupported)
-    seed: int = 1337  # model init, batch order, dropout
+    seed: int = 1337  # model init, dropout; the batch order of the next-token shorthand
     out_dir: str | None = None  # checkpoints and metrics.jsonl go here; None = keep nothing
     resume: bool = False  # continue from out_dir/ckpt.pt when it exists
     progress: bool = True  # tqdm progress bar
@@ -171,39 +179,39 @@ def setup_distributed(device: str = "auto") -> tuple[Dist, torch.device]:
 # ----------------------------------------------------------------------------- the loop
 @dataclass
 class TrainResult:
-    model: GPT
-    history: list[dict]  # one dict per step: step, train_loss, lr, tokens_per_s (+ val_loss after evals)
+    model: nn.Module
+    history: list[dict]  # one dict per step: step, train_loss, lr, tokens_per_s (+ val_loss, ... after evals)
     final_val_loss: float
     checkpoint: Path | None = None
     stopped: str | None = None  # why the run ended early ("SIGTERM", "callback"), else None
+    metrics: dict = field(default_factory=dict)  # the last evaluation: {"val_loss": ..., "val_accuracy": ...}
 
 
 class Trainer:
     """Holds one run's state; `fit()` trains to max_steps. `train()` is the short way in.
 
-    tokenizer: saved in the checkpoint so `llmlab sample` can decode. callbacks: functions
-    `cb(trainer, record)` called after every step (losses are then read every step); one that
-    returns True stops the run (with a checkpoint). handle_signals: on SIGTERM, finish the
-    step, checkpoint and stop (the CLI turns it on; a notebook kernel keeps its handlers).
+        Trainer(model, objective, tc)                 any objective (llmlab.train.objectives)
+        Trainer(model, tc, train_ids, val_ids)        next-token prediction (NextToken)
+
+    model: an nn.Module, or a config that builds one (GPTConfig, ClassifierConfig), seeded by
+    tc.seed. tokenizer: saved in the checkpoint so `llmlab sample` can decode. callbacks:
+    functions `cb(trainer, record)` called after every step (losses are then read every step);
+    one that returns True stops the run (with a checkpoint). handle_signals: on SIGTERM, finish
+    the step, checkpoint and stop (the CLI turns it on; a notebook kernel keeps its handlers).
     """
 
-    def __init__(self, model: GPT | GPTConfig, tc: TrainConfig, train_data: torch.Tensor, val_data: torch.Tensor, *, tokenizer=None, extra_config: dict | None = None, plot: bool = False, callbacks=(), handle_signals: bool = False):
-        self.tc = tc
+    def __init__(self, model: nn.Module | GPTConfig | ClassifierConfig, *args, tokenizer=None, extra_config: dict | None = None, plot: bool = False, callbacks=(), handle_signals: bool = False):
+        self.objective, self.tc = _objective_and_config(args)
+        tc = self.tc
         self.dist, self.device = setup_distributed(tc.device)
         seed_everything(tc.seed + self.dist.rank)  # ranks differ only in their dropout masks
-        model = GPT(model) if isinstance(model, GPTConfig) else model
-        if not isinstance(model, GPT):
-            raise ValueError(f"model: expected a GPTConfig or an llmlab.models.gpt.GPT, got {type(model).__name__}")
-        self.block_size = tc.block_size or model.config.block_size
-        if self.block_size > model.config.block_size:
-            raise ValueError(f"block_size={self.block_size}: expected at most the model's block_size={model.config.block_size}")
-        self.train_data = _check_ids("train_data", train_data, model.config.vocab_size, self.block_size)
-        self.val_data = _check_ids("val_data", val_data, model.config.vocab_size, self.block_size)
+        if not isinstance(model, nn.Module):
+            model = build_model(model)  # a GPTConfig, a ClassifierConfig (else a ValueError naming them)
+        self.objective.bind(model)  # the data fits the model: vocabulary, context length, classes
         self.model = model.to(self.device)
         self.amp_dtype = resolve_amp_dtype(tc.dtype, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         self.optimizer = make_optimizer(self.model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), device=self.device)
-        self.generator = torch.Generator().manual_seed(tc.seed)  # same on every rank: the data position
         self.step, self.history, self.stop_reason = 0, [], None
         self.tokenizer, self.extra_config = tokenizer, extra_config or {}
         self.callbacks, self.handle_signals = list(callbacks), handle_signals
@@ -220,27 +228,22 @@ class Trainer:
         self.plot = LossPlot() if plot and self.dist.is_main else None
 
     # --- data
-    def batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's grad_accum micro-batches of the next step (all ranks draw the same windows)."""
-        b, n, W, r = self.tc.batch_size, self.tc.grad_accum, self.dist.world_size, self.dist.rank
-        x, y = get_batch(self.train_data, self.block_size, n * W * b, self.generator)  # (n*W*b, T)
-        x = x.view(n, W, b, -1)[:, r]  # (n, b, T): micro-batch i of rank r
-        y = y.view(n, W, b, -1)[:, r]
-        pin = self.device.type == "cuda"
-        return [(_to(x[i], self.device, pin), _to(y[i], self.device, pin)) for i in range(n)]
+    def batches(self) -> list[tuple[torch.Tensor, ...]]:
+        """This rank's grad_accum micro-batches of the next step, on the device (all ranks draw the same examples)."""
+        tc, d, pin = self.tc, self.dist, self.device.type == "cuda"
+        drawn = self.objective.batches(tc.batch_size, tc.grad_accum, d.world_size, d.rank)
+        return [tuple(_to(t, self.device, pin) for t in batch) for batch in drawn]
 
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Mean loss over eval_iters validation batches; the same batches every time."""
+    def evaluate(self) -> dict[str, float]:
+        """The objective's metrics on its validation batches (the same every time): {"val_loss": ..., ...}."""
         self.net.eval()
-        gen = torch.Generator().manual_seed(self.tc.seed + 1)
-        losses = []
-        for _ in range(self.tc.eval_iters):
-            x, y = get_batch(self.val_data, self.block_size, self.tc.batch_size, gen)
-            with autocast_context(self.device.type, self.amp_dtype):
-                losses.append(self.net(x.to(self.device), y.to(self.device))[1].float())
+        with autocast_context(self.device.type, self.amp_dtype):
+            metrics = self.objective.evaluate(self.net, self.tc.batch_size, self.tc.eval_iters)
         self.net.train()
-        return torch.stack(losses).mean().item()
+        if not isinstance(metrics, dict) or "val_loss" not in metrics:
+            raise ValueError(f"{type(self.objective).__name__}.evaluate: expected a dict with 'val_loss', got {metrics!r}")
+        return metrics
 
     # --- checkpoints
     def state_dict(self) -> dict:
@@ -249,13 +252,14 @@ class Trainer:
             dist.all_gather_object(rngs, rng_state())
         else:
             rngs = [rng_state()]
+        config = getattr(self.model, "config", None)
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "step": self.step,
-            "config": {"model": self.model.config.to_dict(), "train": self.tc.to_dict(), **self.extra_config},
-            "data": {"generator": self.generator.get_state(), "world_size": self.dist.world_size},
+            "config": {"model": config.to_dict() if config is not None else None, "model_class": type(self.model).__name__, "train": self.tc.to_dict(), **self.extra_config},
+            "data": {"objective": type(self.objective).__name__, "state": self.objective.state_dict(), "world_size": self.dist.world_size},
             "rng": rngs,
             "extra": {"tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None},
         }
@@ -267,16 +271,23 @@ class Trainer:
         return self.ckpt_path
 
     def _resume(self, ck: dict) -> None:
-        saved, now = ck["config"]["model"], self.model.config.to_dict()
+        where = f"resume: the checkpoint in {self.ckpt_path} is for another model"
+        saved_class, now_class = model_class(ck), type(self.model).__name__
+        if saved_class != now_class:
+            raise ValueError(f"{where}: it holds a {saved_class}, this run trains a {now_class}")
+        saved, now = ck["config"]["model"] or {}, self.model.config.to_dict() if hasattr(self.model, "config") else {}
         diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
         if diff:
-            raise ValueError(f"resume: the checkpoint in {self.ckpt_path} is for another model; differing settings (saved, now): {diff}")
+            raise ValueError(f"{where}; differing settings (saved, now): {diff}")
+        saved_objective = ck["data"].get("objective", "NextToken")  # older checkpoints: next-token prediction
+        if saved_objective != type(self.objective).__name__:
+            raise ValueError(f"resume: the checkpoint in {self.ckpt_path} was trained with objective {saved_objective}, this run uses {type(self.objective).__name__}")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         if self.scaler is not None and ck["scaler"] is not None:
             self.scaler.load_state_dict(ck["scaler"])
         self.step = ck["step"]
-        self.generator.set_state(ck["data"]["generator"].cpu())
+        self.objective.load_state_dict(objective_state(ck))
         if len(ck["rng"]) == self.dist.world_size:
             set_rng_state(ck["rng"][self.dist.rank])
         else:  # another number of processes: dropout masks cannot continue exactly
@@ -288,21 +299,21 @@ class Trainer:
     def fit(self) -> TrainResult:
         tc, main = self.tc, self.dist.is_main
         ckpt_every = tc.ckpt_interval or tc.eval_interval
-        tokens_per_step = tc.batch_size * self.block_size * tc.grad_accum * self.dist.world_size
         if main and self.out_dir:  # metrics of steps after the checkpoint were lost with the crash: drop them
             _write_jsonl(self.out_dir / "metrics.jsonl", self.history)
         bar = _progress_bar(tc.max_steps, self.step, enabled=tc.progress and main)
         old_handler = self._install_sigterm()
-        pending: list[tuple[int, float, torch.Tensor]] = []
-        t0, final_val = time.perf_counter(), math.nan
+        pending: list[tuple[int, float, torch.Tensor, int]] = []  # (step, lr, loss on the device, tokens)
+        t0, metrics = time.perf_counter(), {}
         self.net.train()
         try:
             while self.step < tc.max_steps and self.stop_reason is None:
                 s = self.step
                 lr = tc.lr_at(s)
                 set_lr(self.optimizer, lr)
-                loss = train_step(self.ddp, self.optimizer, self.batches(), self.scaler, tc.grad_clip, self.amp_dtype)
-                pending.append((s, lr, loss))
+                batches = self.batches()
+                loss = train_step(self.ddp, self.optimizer, batches, self.scaler, tc.grad_clip, self.amp_dtype, loss_fn=self.objective.loss)
+                pending.append((s, lr, loss, sum(self.objective.tokens(b) for b in batches)))
                 self.step = s + 1
                 done = self.step == tc.max_steps
                 evaluate = done or self.step % tc.eval_interval == 0
@@ -310,10 +321,11 @@ class Trainer:
                 local_stop = self.stop_reason is not None and self.dist.world_size == 1
                 if not (len(pending) >= tc.log_interval or evaluate or save or local_stop or self.callbacks):
                     continue
-                records = self._flush(pending, tokens_per_step, time.perf_counter() - t0)  # raises on inf/nan
+                records = self._flush(pending, time.perf_counter() - t0)  # raises on inf/nan
                 pending, t0 = [], time.perf_counter()
                 if evaluate:
-                    final_val = records[-1]["val_loss"] = self.evaluate()
+                    metrics = self.evaluate()
+                    records[-1].update(metrics)
                     t0 = time.perf_counter()  # evaluation time is not training throughput
                 self.history.extend(records)
                 if main:
@@ -336,25 +348,26 @@ class Trainer:
                 dist.destroy_process_group()
         if self.plot:
             self.plot.update(self.history, final=True)
-        if math.isnan(final_val) and self.stop_reason is None and self.step >= tc.max_steps:
-            final_val = self.evaluate()  # resumed at max_steps: nothing trained, still report
-        return TrainResult(self.model, self.history, final_val, self.ckpt_path, self.stop_reason)
+        if not metrics and self.stop_reason is None and self.step >= tc.max_steps:
+            metrics = self.evaluate()  # resumed at max_steps: nothing trained, still report
+        return TrainResult(self.model, self.history, metrics.get("val_loss", math.nan), self.ckpt_path, self.stop_reason, metrics)
 
-    def _flush(self, pending, tokens_per_step: int, seconds: float) -> list[dict]:
+    def _flush(self, pending, seconds: float) -> list[dict]:
         losses = torch.stack([p[2] for p in pending]).float()  # still on the device
+        tokens = sum(p[3] for p in pending)
         if self.dist.world_size > 1:  # log the mean over ranks, so every rank sees the same numbers
-            flags = torch.tensor([float(self.stop_reason is not None)], device=losses.device)
-            both = torch.cat([losses, flags])
+            extra = torch.tensor([float(tokens), float(self.stop_reason is not None)], device=losses.device)
+            both = torch.cat([losses, extra])
             dist.all_reduce(both)
-            losses = both[:-1] / self.dist.world_size
-            if both[-1] > 0 and self.stop_reason is None:
+            losses, (tokens, stop) = both[:-2] / self.dist.world_size, both[-2:].tolist()  # tokens of all ranks: padding differs
+            if stop > 0 and self.stop_reason is None:
                 self.stop_reason = "SIGTERM"
         values = losses.tolist()  # the one device -> host sync of this interval
-        tps = tokens_per_step * len(pending) / max(seconds, 1e-9)
-        for (s, _, _), v in zip(pending, values):
+        tps = tokens / max(seconds, 1e-9)
+        for (s, _, _, _), v in zip(pending, values):
             if not math.isfinite(v):
                 raise NonFiniteLoss(self._nonfinite_message(s, v))
-        return [{"step": s, "train_loss": v, "lr": lr, "tokens_per_s": tps} for (s, lr, _), v in zip(pending, values)]
+        return [{"step": s, "train_loss": v, "lr": lr, "tokens_per_s": tps} for (s, lr, _, _), v in zip(pending, values)]
 
     def _nonfinite_message(self, step: int, value: float) -> str:
         if self.ckpt_path is not None and self.ckpt_path.is_file():
@@ -372,6 +385,7 @@ class Trainer:
         post = {"loss": f"{last['train_loss']:.4f}", "lr": f"{last['lr']:.2e}", "tok/s": f"{last['tokens_per_s']:,.0f}"}
         if "val_loss" in last:
             post["val"] = f"{last['val_loss']:.4f}"
+        post.update({k[4:]: f"{v:.4f}" for k, v in last.items() if k.startswith("val_") and k != "val_loss"})  # val_accuracy -> accuracy
         bar.set_postfix(post, refresh=False)
         bar.update(len(records))
         if self.plot:
@@ -388,21 +402,31 @@ class Trainer:
         return signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def train(model: GPT | GPTConfig, tc: TrainConfig, train_data: torch.Tensor, val_data: torch.Tensor, plot: bool = False, **kwargs) -> TrainResult:
-    """Train `model` (or a fresh GPT built from a GPTConfig, seeded by tc.seed) on 1-D LongTensors
-    of token ids. kwargs go to `Trainer` (tokenizer=, callbacks=, handle_signals=, extra_config=)."""
-    return Trainer(model, tc, train_data, val_data, plot=plot, **kwargs).fit()
+def train(model: nn.Module | GPTConfig | ClassifierConfig, *args, plot: bool = False, **kwargs) -> TrainResult:
+    """Train `model` (or a fresh one built from its config, seeded by tc.seed) and return the result.
+
+        train(model, tc, train_ids, val_ids)     next-token prediction on 1-D LongTensors of token ids
+        train(model, objective, tc)              any objective (llmlab.train.objectives)
+
+    kwargs go to `Trainer` (tokenizer=, callbacks=, handle_signals=, extra_config=)."""
+    return Trainer(model, *args, plot=plot, **kwargs).fit()
 
 
-def _check_ids(name: str, data, vocab_size: int, block_size: int) -> torch.Tensor:
-    if not isinstance(data, torch.Tensor) or data.dim() != 1 or data.dtype.is_floating_point or data.dtype == torch.bool:
-        raise ValueError(f"{name}: expected a 1-D integer tensor of token ids, got {getattr(data, 'shape', type(data).__name__)}")
-    if len(data) <= block_size:
-        raise ValueError(f"{name}: {len(data)} tokens; need more than block_size={block_size}")
-    lo, hi = int(data.min()), int(data.max())
-    if lo < 0 or hi >= vocab_size:
-        raise ValueError(f"{name}: token ids span {lo}..{hi}; expected 0..{vocab_size - 1} (the model's vocab_size={vocab_size})")
-    return data.long().cpu()
+def _objective_and_config(args: tuple) -> tuple[Objective, TrainConfig]:
+    """(objective, tc) from Trainer's positional arguments: (objective, tc), or the next-token
+    shorthand (tc, train_ids, val_ids), recognised by the TrainConfig in first place."""
+    if len(args) == 3 and isinstance(args[0], TrainConfig):
+        tc, train_data, val_data = args
+        return NextToken(train_data, val_data, tc.block_size, seed=tc.seed), tc
+    if len(args) == 2 and isinstance(args[1], TrainConfig):
+        objective, tc = args
+        if tc.block_size is not None:
+            raise ValueError(f"block_size={tc.block_size}: TrainConfig.block_size is for the next-token shorthand; give the objective its own (NextToken(..., block_size=)) and leave it None")
+        if not isinstance(objective, Objective):
+            raise ValueError(f"objective: expected an llmlab.train.objectives.Objective (NextToken, Classification, a subclass), got {type(objective).__name__}")
+        return objective, tc
+    kinds = ", ".join(type(a).__name__ for a in args)
+    raise ValueError(f"Trainer(model, {kinds}): expected (model, objective, TrainConfig) or (model, TrainConfig, train_ids, val_ids)")
 
 
 def _to(t: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:

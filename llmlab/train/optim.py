@@ -104,7 +104,7 @@ def autocast_context(device_type: str, dtype: torch.dtype | None):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], scaler: torch.amp.GradScaler | None = None, grad_clip: float = 1.0, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence[tuple[torch.Tensor, ...]], scaler: torch.amp.GradScaler | None = None, grad_clip: float = 1.0, amp_dtype: torch.dtype | None = None, loss_fn=None) -> torch.Tensor:
     """One optimizer step over `len(batches)` micro-batches (gradient accumulation).
 
     Each micro-batch's loss is divided by the number of micro-batches before `backward`, so
@@ -114,6 +114,9 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequ
     any grad is inf/nan the scaler skips the step and lowers the scale. Under DDP, grads are
     only all-reduced after the last micro-batch (`no_sync` for the others).
 
+    loss_fn(model, batch) -> 0-d loss says how a micro-batch becomes a loss (an objective's
+    `loss`, llmlab.train.objectives); None = next-token prediction, `_, loss = model(x, y)`.
+
     Returns the mean loss as a detached 0-d tensor (call float() on it: that waits for the
     device, so the training loop only does it when it logs).
     """
@@ -122,12 +125,16 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequ
     optimizer.zero_grad(set_to_none=True)
     n = len(batches)
     total = torch.zeros((), device=batches[0][0].device)
-    for i, (x, y) in enumerate(batches):
+    for i, batch in enumerate(batches):
         last = i == n - 1
         sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
-            with autocast_context(x.device.type, amp_dtype):
-                _, loss = model(x, y)
+            with autocast_context(batch[0].device.type, amp_dtype):
+                if loss_fn is None:
+                    x, y = batch
+                    _, loss = model(x, y)
+                else:
+                    loss = loss_fn(model, batch)
             total += loss.detach().float()
             loss = loss / n
             (scaler.scale(loss) if scaler is not None else loss).backward()
