@@ -7,9 +7,21 @@ then as a module, `MultiHeadAttention`, whose fast path calls PyTorch's fused
 `torch.nn.functional.scaled_dot_product_attention` (FlashAttention on GPUs). Tests prove
 that the two paths agree.
 
+Self-attention takes q, k and v from the same tokens x; cross-attention (`cross=True`, the
+decoder of an encoder-decoder) takes q from x and k, v from another sequence, the `memory`.
+What a query may look at is the AND of three masks, merged with any additive bias into ONE
+bias by `attention_bias` before either path runs: `causal` (no future keys), `attn_mask`
+(True = may attend, PyTorch's convention) and `key_padding_mask` (True = padding, never
+attended to, as torch.nn.MultiheadAttention). A query left with nothing to attend to gets
+weights 0 and output 0 on both paths, never nan.
+
 Positions are not this module's business: a `positions` object (see llmlab.nn.positional)
 may rotate q and k (RoPE) or add a bias to the scores (ALiBi). A `KVCache` lets
-generation reuse the keys and values of earlier tokens.
+generation reuse the keys and values of earlier tokens, and a cross-attention layer's
+keys and values of the memory, which do not change while decoding.
+
+Left out on purpose: grouped-query attention, sliding windows, a memory of another width
+(PyTorch's kdim/vdim), float masks in `attn_mask` (additive biases come from `positions`).
 """
 
 from __future__ import annotations
@@ -19,7 +31,10 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
+
+from llmlab.nn.hooks import hook
 
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -27,9 +42,11 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
     Subtracting the max changes nothing mathematically (it cancels in the ratio) but
     keeps exp() from overflowing: softmax([1000, 1000]) is [0.5, 0.5], not nan.
+    A row of only -inf has no answer (0 / 0 = nan, as torch.softmax); `attention_bias`
+    keeps such rows away from it.
     """
     m = x.amax(dim=dim, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # a row of all -inf stays -inf, not nan - nan
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # an all -inf row: -inf - 0, not -inf - -inf
     e = (x - m).exp()
     return e / e.sum(dim=dim, keepdim=True)
 
@@ -63,7 +80,8 @@ def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | Non
     return softmax(scores, dim=-1)
 
 
-def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+                                 bias: torch.Tensor | None = None) -> torch.Tensor:
     """q[..., Tq, D], k[..., Tk, D], v[..., Tk, Dv] -> [..., Tq, Dv].
 
     `mask` (bool, broadcastable to [..., Tq, Tk]): True = may attend, PyTorch's convention.
@@ -73,12 +91,58 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     return attention_weights(q, k, mask, bias) @ v  # (..., Tq, Tk) @ (..., Tk, Dv) -> (..., Tq, Dv)
 
 
+def attention_bias(Tq: int, Tk: int, *, causal: bool = False, attn_mask: torch.Tensor | None = None, key_padding_mask: torch.Tensor | None = None,
+                   bias: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
+                   device: torch.device | str | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Every mask and bias of one attention call as ONE additive bias, broadcastable to
+    [B, H, Tq, Tk]: `bias` (ALiBi's, or 0) where the query may attend, -inf where it may not.
+
+    A key is allowed when all masks allow it: `causal` (key j <= query i, the queries being the
+    last Tq of Tk positions), `attn_mask` (bool, broadcastable to [B, H, Tq, Tk], True = may
+    attend) and `key_padding_mask` (BoolTensor[B, Tk], True = padding).
+    Returns (bias, empty). `empty` [.., Tq, 1] is True for a query left with nothing to attend
+    to (a fully padded row, or a padded query under a causal mask); its row is left open, since
+    softmax of a row of only -inf is 0/0 = nan (in the gradient too), and the caller sets its
+    weights and output to 0. `empty` is None where no row can be empty (causal alone never
+    empties one: query i always sees key i).
+    """
+    allowed = offset_causal_mask(Tq, Tk, device) if causal else None  # (Tq, Tk)
+    if attn_mask is not None:
+        allowed = attn_mask if allowed is None else allowed & attn_mask  # (.., Tq, Tk)
+    if key_padding_mask is not None:
+        real = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk): True = a real token
+        allowed = real if allowed is None else allowed & real  # (B, .., Tq, Tk)
+    base = bias.to(dtype) if bias is not None else None
+    if allowed is None:
+        return base, None
+    empty = None
+    if attn_mask is not None or key_padding_mask is not None:
+        empty = ~allowed.any(dim=-1, keepdim=True)  # (.., Tq, 1)
+        allowed = allowed | empty
+    if base is None:
+        base = torch.zeros((), dtype=dtype, device=device)
+    return torch.where(allowed, base, float("-inf")), empty  # (.., Tq, Tk)
+
+
+def _check_mask(name: str, m: torch.Tensor | None, shape: tuple[int, ...], meaning: str, exact: bool) -> None:
+    if m is None:
+        return
+    fits = len(m.shape) <= len(shape) and all(a in (1, b) for a, b in zip(reversed(m.shape), reversed(shape)))  # broadcasts to `shape`
+    ok = m.dtype == torch.bool and (tuple(m.shape) == shape if exact else fits)
+    if not ok:
+        want = "of shape" if exact else "broadcastable to"
+        raise ValueError(f"{name}: expected a BoolTensor {want} {shape} ({meaning}), got {m.dtype} of shape {tuple(m.shape)}")
+
+
 @dataclass
 class KVCache:
-    """Keys and values of the tokens seen so far, one entry per layer: [B, H, T_past, D]."""
+    """Keys and values of the tokens seen so far, one entry per layer: [B, H, T_past, D];
+    `cross` holds each cross-attention layer's keys and values of the memory: [B, H, Tk, D],
+    projected from the memory of the first call and reused after it (a new memory needs a new cache)."""
 
     k: list[torch.Tensor | None] = field(default_factory=list)
     v: list[torch.Tensor | None] = field(default_factory=list)
+    cross: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.length = 0  # positions already processed (set by the model after each forward)
@@ -98,15 +162,22 @@ class MultiHeadAttention(nn.Module):
     """H heads of width D = C / H attend in parallel; their outputs are concatenated and mixed.
 
     Names follow GPT-2's checkpoint: `c_attn` makes q, k, v in one matmul (stacked in that
-    order), `c_proj` mixes the heads back together.
+    order), `c_proj` mixes the heads back together. With `cross=True`, q comes from x through
+    `q_proj` and k, v (stacked) from the memory through `kv_proj`; there is no `c_attn`.
     """
 
-    def __init__(self, d_model: int, n_heads: int, causal: bool = True, bias: bool = True, dropout: float = 0.0, fast: bool = True):
+    def __init__(self, d_model: int, n_heads: int, causal: bool = True, bias: bool = True, dropout: float = 0.0, fast: bool = True, *, cross: bool = False):
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}: each head needs d_model / n_heads channels")
-        self.d_model, self.n_heads, self.causal = d_model, n_heads, causal
-        self.c_attn = nn.Linear(d_model, 3 * d_model, bias=bias)
+        if cross and causal:
+            raise ValueError("causal=True with cross=True: queries and memory are different sequences, so there is no future to hide; pass causal=False")
+        self.d_model, self.n_heads, self.causal, self.cross = d_model, n_heads, causal, cross
+        if cross:
+            self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+            self.kv_proj = nn.Linear(d_model, 2 * d_model, bias=bias)
+        else:
+            self.c_attn = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.c_proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
@@ -114,41 +185,72 @@ class MultiHeadAttention(nn.Module):
         self.record_weights = False  # keep the last attention pattern for plots (slow path)
         self.last_weights: torch.Tensor | None = None
         self.layer_idx = 0  # which slot of a KVCache this module uses (set by the model)
+        self.hooks: dict = {}  # see llmlab.nn.hooks; empty unless a run asks
+        self.hook_points = ("pattern", "head_out")
 
-    def forward(self, x: torch.Tensor, positions: nn.Module | None = None, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: nn.Module | None = None, cache: KVCache | None = None, *, memory: torch.Tensor | None = None,
+                key_padding_mask: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x[B, T, C] -> [B, T, C]. Cross-attention also takes memory[B, Tk, C] (from the cache
+        after its first call); key_padding_mask[B, Tk] (True = padding) covers the keys: past and
+        new tokens with a cache, the memory's for cross-attention."""
+        if x.dim() != 3 or x.size(-1) != self.d_model:
+            raise ValueError(f"x: expected shape (B, T, C) with last dimension d_model={self.d_model}, got shape {tuple(x.shape)}")
         B, T, C = x.shape
-        if C != self.d_model:
-            raise ValueError(f"x: expected last dimension d_model={self.d_model}, got shape {tuple(x.shape)}")
-        H, D = self.n_heads, C // self.n_heads
-        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
-        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        v = v.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-
-        past = cache.length if cache is not None else 0
-        if positions is not None:
-            q, k = positions.rotate(q, k, offset=past)  # RoPE; identity for other schemes
-        if cache is not None:
-            k, v = cache.update(self.layer_idx, k, v)  # (B, H, past + T, D)
-        Tk = k.size(2)
-        bias = positions.attn_bias(T, Tk, offset=past) if positions is not None else None  # ALiBi: (H, T, Tk)
-        mask = offset_causal_mask(T, Tk, x.device) if self.causal else None  # (T, Tk)
-
-        if self.record_weights or not self.fast:
-            w = attention_weights(q, k, mask, bias)  # (B, H, T, Tk)
-            if self.record_weights:
-                self.last_weights = w.detach()
-            if self.training and self.dropout > 0:
-                w = F.dropout(w, self.dropout)
-            y = w @ v  # (B, H, T, Tk) @ (B, H, Tk, D) -> (B, H, T, D)
+        H = self.n_heads
+        if self.cross:
+            if positions is not None:
+                raise ValueError("positions: cross-attention takes none (queries and memory are different sequences)")
+            q = rearrange(self.q_proj(x), "b t (h d) -> b h t d", h=H)  # (B, H, T, D)
+            k, v = self._memory_kv(memory, cache, B)  # (B, H, Tk, D) each
+            bias = None
         else:
-            p = self.dropout if self.training else 0.0
-            if bias is None and (mask is None or T == Tk):
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal and T == Tk)
+            if memory is not None:
+                raise ValueError("memory: this is self-attention; build MultiHeadAttention(..., causal=False, cross=True) to attend to a memory")
+            q, k, v = rearrange(self.c_attn(x), "b t (three h d) -> three b h t d", three=3, h=H)  # 3 x (B, H, T, D)
+            past = cache.length if cache is not None else 0
+            if positions is not None:
+                q, k = positions.rotate(q, k, offset=past)  # RoPE; identity for other schemes
+            if cache is not None:
+                k, v = cache.update(self.layer_idx, k, v)  # (B, H, past + T, D)
+            bias = positions.attn_bias(T, k.size(2), offset=past) if positions is not None else None  # ALiBi: (H, T, Tk)
+        Tk = k.size(2)
+        _check_mask("key_padding_mask", key_padding_mask, (B, Tk), "True = padding", exact=True)
+        _check_mask("attn_mask", attn_mask, (B, H, T, Tk), "True = may attend", exact=False)
+
+        p = self.dropout if self.training else 0.0
+        slow = self.record_weights or not self.fast or "pattern" in self.hooks
+        if not slow and bias is None and key_padding_mask is None and attn_mask is None and (not self.causal or T == 1 or T == Tk):
+            # the fast path: no mask tensor at all (one query of a cache step sees every key)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal and T == Tk and T > 1)  # (B, H, T, D)
+        else:
+            bias, empty = attention_bias(T, Tk, causal=self.causal, attn_mask=attn_mask, key_padding_mask=key_padding_mask, bias=bias,
+                                         dtype=q.dtype, device=x.device)  # (.., T, Tk), (.., T, 1)
+            if slow:
+                w = attention_weights(q, k, bias=bias)  # (B, H, T, Tk)
+                if empty is not None:
+                    w = w.masked_fill(empty, 0.0)  # nothing to attend to: no weight anywhere
+                w = hook(self.hooks, "pattern", w)
+                if self.record_weights:
+                    self.last_weights = w.detach()
+                if self.training and self.dropout > 0:
+                    w = F.dropout(w, self.dropout)
+                y = w @ v  # (B, H, T, Tk) @ (B, H, Tk, D) -> (B, H, T, D)
             else:
-                attn_mask = bias.to(q.dtype) if bias is not None else torch.zeros(T, Tk, dtype=q.dtype, device=x.device)
-                if mask is not None:
-                    attn_mask = attn_mask.masked_fill(~mask, float("-inf"))
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, H, D) -> (B, T, C): heads side by side
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # (B, H, T, D)
+                if empty is not None:
+                    y = y.masked_fill(empty, 0.0)  # the same answer as the slow path, whatever the kernel does
+        y = hook(self.hooks, "head_out", rearrange(y, "b h t d -> b t h d"))  # (B, T, H, D)
+        y = y.reshape(B, T, C)  # (B, T, H, D) -> (B, T, C): heads side by side
         return self.resid_dropout(self.c_proj(y))
+
+    def _memory_kv(self, memory: torch.Tensor | None, cache: KVCache | None, B: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The memory's keys and values, (B, H, Tk, D) each: projected once per cache, then reused."""
+        if cache is not None and self.layer_idx in cache.cross:
+            return cache.cross[self.layer_idx]
+        if memory is None or memory.dim() != 3 or memory.size(0) != B or memory.size(-1) != self.d_model:
+            got = "None" if memory is None else f"shape {tuple(memory.shape)}"
+            raise ValueError(f"memory: cross-attention expected shape (B, Tk, C) = ({B}, Tk, {self.d_model}), got {got}")
+        k, v = rearrange(self.kv_proj(memory), "b t (two h d) -> two b h t d", two=2, h=self.n_heads)  # 2 x (B, H, Tk, D)
+        if cache is not None:
+            cache.cross[self.layer_idx] = (k, v)
+        return k, v

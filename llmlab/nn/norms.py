@@ -1,6 +1,8 @@
 """Normalisation: LayerNorm (Ba et al. 2016) and RMSNorm (Zhang & Sennrich 2019).
 
 `layer_norm` is the math written out; the modules call fused kernels, which tests prove equal.
+
+Left out on purpose: BatchNorm (it mixes the examples of a batch), DeepNorm, QK-norm.
 """
 
 from __future__ import annotations
@@ -51,5 +53,9 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(cfg) -> nn.Module:
-    """The norm a config names (`cfg.norm`, `cfg.n_embd`, `cfg.bias`)."""
-    return LayerNorm(cfg.n_embd, bias=cfg.bias) if cfg.norm == "layernorm" else RMSNorm(cfg.n_embd)
+    """The norm a config names: `cfg.norm` (default "layernorm") of width `cfg.n_embd`, with a
+    bias if `cfg.bias` (default True). Any object with those attributes will do."""
+    kind = getattr(cfg, "norm", "layernorm")
+    if kind not in NORMS:
+        raise ValueError(f"norm={kind!r}: expected one of {', '.join(NORMS)}")
+    return LayerNorm(cfg.n_embd, bias=getattr(cfg, "bias", True)) if kind == "layernorm" else RMSNorm(cfg.n_embd)
