@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.models.gpt import GPT, GPTConfig, run_trunk
 
 
 @dataclass
@@ -61,15 +61,6 @@ class SequenceClassifier(nn.Module):
         B, T = idx.shape
         if lengths.shape != (B,):
             raise ValueError(f"lengths: expected shape ({B},), one length per sequence, got {tuple(lengths.shape)}")
-        if T > self.config.block_size and self.config.pos_encoding == "learned":
-            raise ValueError(f"idx: sequence length {T} exceeds block_size={self.config.block_size}")
-        tr = self.transformer
-        x = tr.wte(idx)  # (B, T, C)
-        pe = tr.pos.embed(T, offset=0)  # (T, C) or None (RoPE, ALiBi act inside attention)
-        if pe is not None:
-            x = x + pe
-        x = tr.drop(x)
-        for block in tr.h:
-            x = block(x, tr.pos)  # causal: position t sees 0..t only, never the padding after it
+        x = run_trunk(self.transformer, self.config, idx)  # (B, T, C); causal: no real token sees the padding after it
         last = x[torch.arange(B, device=idx.device), lengths - 1]  # (B, C): each sequence's last real token
-        return self.head(tr.ln_f(last))  # (B, K); ln_f works per position, so pooling first is the same
+        return self.head(self.transformer.ln_f(last))  # (B, K); ln_f works per position, so pooling first is the same

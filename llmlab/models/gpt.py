@@ -25,7 +25,7 @@ from llmlab.nn.positional import POS_ENCODINGS, make_positional
 
 # The GPT and its closed-form size, plus the parts it is built from (lesson 05 reaches them as
 # `ref.LayerNorm`, `ref.MLP`, ... through this module; they live in llmlab.nn).
-__all__ = ["GPT", "GPTConfig", "count_parameters", "Block", "MLP", "LayerNorm", "RMSNorm", "layer_norm", "make_norm", "NORMS", "POS_ENCODINGS"]
+__all__ = ["GPT", "GPTConfig", "count_parameters", "run_trunk", "Block", "MLP", "LayerNorm", "RMSNorm", "layer_norm", "make_norm", "NORMS", "POS_ENCODINGS"]
 
 
 @dataclass
@@ -126,15 +126,7 @@ class GPT(nn.Module):
             raise ValueError(f"idx: expected a LongTensor of shape (B, T), got shape {tuple(idx.shape)}")
         B, T = idx.shape
         past = cache.length if cache is not None else 0
-        if past + T > self.config.block_size and self.config.pos_encoding == "learned":
-            raise ValueError(f"idx: sequence length {past + T} exceeds block_size={self.config.block_size}")
-        x = self.transformer.wte(idx)  # (B, T, C)
-        pe = self.transformer.pos.embed(T, offset=past)  # (T, C) or None
-        if pe is not None:
-            x = x + pe
-        x = self.transformer.drop(x)
-        for block in self.transformer.h:
-            x = block(x, self.transformer.pos, cache)
+        x = run_trunk(self.transformer, self.config, idx, cache)  # (B, T, C)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)  # (B, T, V)
         if cache is not None:
@@ -145,6 +137,24 @@ class GPT(nn.Module):
                 raise ValueError(f"targets: expected shape {tuple(idx.shape)} like idx, got {tuple(targets.shape)}")
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
         return logits, loss
+
+
+def run_trunk(transformer: nn.ModuleDict, cfg: GPTConfig, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    """Token and position embeddings, dropout, then every block: idx[B, T] -> the residual stream
+    x[B, T, C] before the final norm. The GPT and the models built on its trunk (SequenceClassifier)
+    share it."""
+    T = idx.size(1)
+    past = cache.length if cache is not None else 0
+    if past + T > cfg.block_size and cfg.pos_encoding == "learned":
+        raise ValueError(f"idx: sequence length {past + T} exceeds block_size={cfg.block_size}")
+    x = transformer.wte(idx)  # (B, T, C)
+    pe = transformer.pos.embed(T, offset=past)  # (T, C), or None (RoPE and ALiBi act inside attention)
+    if pe is not None:
+        x = x + pe
+    x = transformer.drop(x)
+    for block in transformer.h:
+        x = block(x, transformer.pos, cache)  # (B, T, C)
+    return x
 
 
 def count_parameters(vocab_size: int, block_size: int, n_layer: int, n_embd: int, tied: bool = True, bias: bool = True) -> int:
