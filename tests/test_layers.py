@@ -3,9 +3,9 @@ and no module imports itself round a cycle.
 
     layer 0  llmlab.config | llmlab.cache | llmlab.device        (no llmlab imports at all)
     layer 1  llmlab, the package                                 (fast_mode, get_device, ... from device)
-    layer 2  llmlab.text (tokenizers, corpora, batches) | llmlab.nn (attention, positions, norms, MLP, block)
-    layer 3  llmlab.models (gpt)
-    layer 4  llmlab.train (optim, checkpoint, loop, cli)
+    layer 2  llmlab.text (tokenizers, corpora, batches) | llmlab.nn (attention, positions, norms, MLP, block, hooks)
+    layer 3  llmlab.models (gpt, classifier)
+    layer 4  llmlab.train (optim, checkpoint, objectives, loop, cli)
     layer 5  llmlab.generate (sampling, cli)
     layer 6  llmlab.viz
     layer 7  llmlab.checks
