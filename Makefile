@@ -26,10 +26,14 @@ setup-dev:
 	@scripts/bootstrap.sh dev
 
 test: setup-dev
+	$(PY) -m ruff check llmlab tests benchmarks docs scripts
 	$(PY) -m llmlab course build --check
 	LLMLAB_FAST=1 $(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider \
 	  tests $(NB_DIRS) $(PYTEST_ARGS)
+
+lint: setup-dev
+	$(PY) -m ruff check llmlab tests benchmarks docs scripts
 
 test-unit: setup-dev
 	$(PY) -m pytest tests -m "not browser" $(PYTEST_ARGS)

@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     p.add_argument("--new", default="64,256,512", help="numbers of new tokens, comma-separated")
     p.add_argument("--reps", type=int, default=3, help="runs per setting; the median is reported")
     a = p.parse_args(argv)
-    from llmlab.models.gpt import GPT
     from llmlab.generate.sampling import generate
+    from llmlab.models.gpt import GPT
 
     cfg = model_config(a.config, a.block_size)
     torch.manual_seed(0)

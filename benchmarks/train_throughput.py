@@ -161,7 +161,8 @@ def main(argv=None) -> int:
         r["mfu"] = mfu(r["gflops"], VARIANTS[name][2], peaks)
         rows.append(r)
         shown = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a*"
-        print(f"{name:<22}{r['ms_per_step']:>9.1f}{r['tokens_per_s']:>10,.0f}{r['gflops']:>9.1f}{shown:>7}{r['peak_rss_mb']:>12.0f}{r['warmup_s']:>10.1f}", flush=True)
+        print(f"{name:<22}{r['ms_per_step']:>9.1f}{r['tokens_per_s']:>10,.0f}{r['gflops']:>9.1f}{shown:>7}{r['peak_rss_mb']:>12.0f}{r['warmup_s']:>10.1f}",
+              flush=True)
     if any(r["mfu"] is None for r in rows):
         print("* the step ran faster than the measured matmul peak: the peak was measured while the machine was busy; rerun")
     if a.json:

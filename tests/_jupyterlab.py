@@ -239,14 +239,15 @@ NOTEBOOK_STATE_JS = """() => {
 
 # Each element named: what is shown (pictures, output text) minus the controls themselves, so a
 # slider's own read-out changing does not count as "the picture changed".
-SHOWN_JS = """(cell) => {
+SHOWN_JS = ("""(cell) => {
   const parts = [];
   for (const img of cell.querySelectorAll('.jp-OutputArea img')) parts.push('img:' + img.src.length + ':' + img.src.slice(-200));
-  for (const svg of cell.querySelectorAll('.jp-OutputArea svg')) if (!svg.closest('.widget-inline-hbox, .widget-hbox.widget-slider, .widget-dropdown')) parts.push('svg:' + svg.innerHTML.length);
+  for (const svg of cell.querySelectorAll('.jp-OutputArea svg'))"""
+            """ if (!svg.closest('.widget-inline-hbox, .widget-hbox.widget-slider, .widget-dropdown')) parts.push('svg:' + svg.innerHTML.length);
   for (const o of cell.querySelectorAll('.widget-output')) parts.push('out:' + o.innerText);
   for (const h of cell.querySelectorAll('.widget-html-content')) parts.push('html:' + h.innerHTML);
   return parts.join('\\n');
-}"""
+}""")
 
 CONTROLS = (
     ".widget-dropdown select",
@@ -380,7 +381,8 @@ def wait_until_settled(page, timeout_s: float, need_all: bool = False, lab: Jupy
 def summarise(state: dict | None) -> dict | None:
     if not state:
         return state
-    return {"kernel": state["kernel"], "connection": state.get("connection"), "not run": [c["index"] for c in state["cells"] if c["count"] is None and not c["empty"]],
+    return {"kernel": state["kernel"], "connection": state.get("connection"),
+            "not run": [c["index"] for c in state["cells"] if c["count"] is None and not c["empty"]],
             "running": [c["index"] for c in state["cells"] if c["running"]]}
 
 

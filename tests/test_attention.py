@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmlab.nn import attention as A
 from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.nn import attention as A
 from llmlab.nn.positional import make_positional
 
 TOL = dict(atol=1e-5, rtol=1e-5)  # see the module docstring

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmlab.nn import attention as ref
-from llmlab.checks import check, load_all
 from _checks import assert_chapter, rejects
+from llmlab.checks import check, load_all
+from llmlab.nn import attention as ref
 
 load_all()
 IDS = ["attention.softmax", "attention.causal_mask", "attention.scaled_dot_product_attention", "attention.MultiHeadAttention"]

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _checks import assert_chapter, rejects
+from llmlab.checks import REGISTRY, check, load_all
 from llmlab.models import gpt as ref
 from llmlab.nn.attention import MultiHeadAttention
-from llmlab.checks import REGISTRY, check, load_all
-from _checks import assert_chapter, rejects
 
 load_all()
 IDS = ["block.layer_norm", "block.RMSNorm", "block.MLP", "block.Block", "block.count_parameters"]
@@ -108,7 +108,8 @@ def rms_class(forward, params=("weight",)):
 
 
 @pytest.mark.parametrize("impl, hint", [
-    (rms_class(lambda s, x: (x - x.mean(-1, keepdim=True)) * torch.rsqrt((x - x.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True) + s.eps) * s.weight), "does not subtract the mean"),
+    (rms_class(lambda s, x: (x - x.mean(-1, keepdim=True)) * torch.rsqrt((x - x.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True) + s.eps) * s.weight),
+     "does not subtract the mean"),
     (rms_class(lambda s, x: x / (x.pow(2).mean(-1, keepdim=True).sqrt() + s.eps) * s.weight), "inside the square root"),
     (rms_class(lambda s, x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + s.eps)), "weight"),
     (rms_class(lambda s, x: x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + s.eps) * s.weight), "not the sum"),

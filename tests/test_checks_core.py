@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmlab.nn import attention as ref
 from llmlab.checks import REGISTRY, CheckFailed, check, exercises, load_all
 from llmlab.checks.core import close, equal
+from llmlab.nn import attention as ref
 
 load_all()
 

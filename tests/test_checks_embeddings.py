@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmlab.checks import REGISTRY, check, load_all
 from _checks import assert_chapter, rejects
+from llmlab.checks import REGISTRY, check, load_all
 
 load_all()
 CONTRACT = {  # the exercise contract of the course: ids and signatures are fixed
@@ -58,7 +58,8 @@ WRONG = [
     ("embeddings.one_hot_embedding", lambda ids, w: (F.one_hot(ids, w.size(0)).to(w.dtype) @ w).numpy(), "torch.Tensor"),
     # cosine_similarity
     ("embeddings.cosine_similarity", lambda a, b: (a * b).sum(-1) / (a.norm() * b.norm()), "values differ"),  # one norm over everything
-    ("embeddings.cosine_similarity", lambda a, b: (a * b).sum(-1, keepdim=True) / (a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True)).clamp_min(1e-8), "shape"),
+    ("embeddings.cosine_similarity",
+     lambda a, b: (a * b).sum(-1, keepdim=True) / (a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True)).clamp_min(1e-8), "shape"),
     ("embeddings.cosine_similarity", lambda a, b: (a * b).sum(-1) / (a.norm(dim=-1) + b.norm(dim=-1)).clamp_min(1e-8), "values differ"),
     ("embeddings.cosine_similarity", lambda a, b: (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1.0), "values differ"),  # "eps" of 1
     # cross_entropy

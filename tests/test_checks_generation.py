@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llmlab.checks import check, load_all
 from _checks import assert_chapter, rejects
+from llmlab.checks import check, load_all
 
 load_all()
 IDS = ["generation.top_k_filter", "generation.top_p_filter", "generation.greedy_generate"]

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmlab.models import gpt as ref
-from llmlab.checks import REGISTRY, check, load_all
 from _checks import assert_chapter, rejects
+from llmlab.checks import REGISTRY, check, load_all
+from llmlab.models import gpt as ref
 
 load_all()
 IDS = ["gpt.GPT"]

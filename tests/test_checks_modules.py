@@ -8,8 +8,8 @@ from torch import nn
 
 from llmlab.checks.core import CheckFailed
 from llmlab.checks.modules import build_model, load_weights, model_spec, run_module
-from llmlab.models.gpt import GPT, GPTConfig
 from llmlab.grading import serialize
+from llmlab.models.gpt import GPT, GPTConfig
 
 
 class TwoLayers(nn.Module):

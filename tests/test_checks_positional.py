@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 
-from llmlab.checks import check, load_all
 from _checks import assert_chapter, rejects
+from llmlab.checks import check, load_all
 
 load_all()
 IDS = ["positional.sinusoidal_encoding", "positional.apply_rope"]

@@ -9,9 +9,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from llmlab.text import tokenizers as ref
-from llmlab.checks import REGISTRY, check, load_all
 from _checks import assert_chapter, rejects
+from llmlab.checks import REGISTRY, check, load_all
+from llmlab.text import tokenizers as ref
 
 load_all()
 CONTRACT = {  # the exercise contract of the course: ids and signatures are fixed

@@ -8,8 +8,8 @@ import math
 
 import torch
 
-from llmlab.checks import check, load_all
 from _checks import assert_chapter, rejects
+from llmlab.checks import check, load_all
 
 load_all()
 IDS = ["training.get_batch", "training.lr_at", "training.train_step"]

@@ -62,7 +62,8 @@ def test_the_required_configs_exist_with_their_recipes():
 
 
 def test_overrides_are_typed_and_sectioned(tmp_path):
-    cfg = load_config(SMOKE, {"train.lr": "1", "model.n_layer": "3", "train.dtype": "bf16", "train.out_dir": "/tmp/x y", "train.compile": "true", "data.corpus": "python-docs"})
+    cfg = load_config(SMOKE, {"train.lr": "1", "model.n_layer": "3", "train.dtype": "bf16", "train.out_dir": "/tmp/x y",
+                              "train.compile": "true", "data.corpus": "python-docs"})
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
     assert cfg.model["n_layer"] == 3 and cfg.train.dtype == "bf16" and cfg.train.out_dir == "/tmp/x y" and cfg.train.compile is True
     keys = override_keys()

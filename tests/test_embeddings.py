@@ -18,7 +18,8 @@ def gen(seed: int) -> torch.Generator:
 
 
 # ----------------------------------------------------------------------------- one_hot_embedding
-@pytest.mark.parametrize("shape, V, C, dtype", [((2, 5), 11, 3, torch.float32), ((7,), 4, 9, torch.float64), ((2, 3, 4), 6, 5, torch.float32), ((), 3, 2, torch.float32)])
+@pytest.mark.parametrize("shape, V, C, dtype", [((2, 5), 11, 3, torch.float32), ((7,), 4, 9, torch.float64), ((2, 3, 4), 6, 5, torch.float32),
+                                                ((), 3, 2, torch.float32)])
 def test_one_hot_embedding_is_a_lookup(shape, V, C, dtype):
     g = gen(0)
     ids = torch.randint(V, shape, generator=g)

@@ -58,7 +58,8 @@ def greedy_generate(model, idx, max_new_tokens):
         idx = torch.cat([idx, logits[:, 0].argmax(-1, keepdim=True)], dim=1)
     return idx
 """
-CASES = [("generation.greedy_generate", GREEDY_FIRST_POSITION, "known"), ("attention.softmax", SOFTMAX_AXIS0, "known"), ("attention.scaled_dot_product_attention", SDPA_UNSCALED, "known"),
+CASES = [("generation.greedy_generate", GREEDY_FIRST_POSITION, "known"), ("attention.softmax", SOFTMAX_AXIS0, "known"),
+         ("attention.scaled_dot_product_attention", SDPA_UNSCALED, "known"),
          ("block.layer_norm", LAYER_NORM_CRASH, "crash"), ("tokenization.merge", MERGE_OFF_BY_ONE, "unknown")]
 
 

@@ -206,9 +206,11 @@ def test_static_flags_catch_the_reference(cells, name):
 @pytest.mark.parametrize("cells, name", [
     # own code that uses *other* course helpers, or the same name only as its own recursion, is fine
     (["from llmlab.nn import attention as ref\nimport torch", "def scaled_dot_product_attention(q, k, v, mask=None):\n"
-      "    w = (q @ k.transpose(-2, -1) / q.size(-1) ** 0.5).masked_fill(~mask, float('-inf')) if mask is not None else q @ k.transpose(-2, -1) / q.size(-1) ** 0.5\n"
+      "    w = (q @ k.transpose(-2, -1) / q.size(-1) ** 0.5).masked_fill(~mask, float('-inf')) "
+      "if mask is not None else q @ k.transpose(-2, -1) / q.size(-1) ** 0.5\n"
       "    return w.softmax(-1) @ v", "out = ref.scaled_dot_product_attention"], "scaled_dot_product_attention"),
-    (["from llmlab.checks import check\ndef softmax(x, dim=-1):\n    e = (x - x.amax(dim, keepdim=True)).exp()\n    return e / e.sum(dim, keepdim=True)\ncheck('attention.softmax', softmax)"], "softmax"),
+    (["from llmlab.checks import check\ndef softmax(x, dim=-1):\n    e = (x - x.amax(dim, keepdim=True)).exp()\n"
+      "    return e / e.sum(dim, keepdim=True)\ncheck('attention.softmax', softmax)"], "softmax"),
     (["from llmlab.nn import attention as ref\ndef causal_mask(T):\n    return torch.ones(T, T).tril().bool()", "m = ref.causal_mask(3)"], "causal_mask"),
 ])
 def test_static_flags_leave_own_code_alone(cells, name):

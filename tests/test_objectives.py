@@ -26,7 +26,7 @@ import torch
 
 from llmlab.cli import main
 from llmlab.generate.cli import load_model
-from llmlab.models import MODELS, ClassifierConfig, GPT, GPTConfig, SequenceClassifier, build_model
+from llmlab.models import GPT, MODELS, ClassifierConfig, GPTConfig, SequenceClassifier, build_model
 from llmlab.text.batches import get_batch
 from llmlab.train import Classification, NextToken, NonFiniteLoss, Objective, TrainConfig, Trainer, train
 from llmlab.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -74,7 +74,8 @@ def counting_ids(n: int = 3000) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def tc_(**kw) -> TrainConfig:
-    return TrainConfig(**{"max_steps": 20, "batch_size": 4, "lr": 1e-2, "warmup_steps": 3, "eval_interval": 10, "eval_iters": 2, "log_interval": 5, "progress": False, "device": "cpu", **kw})
+    return TrainConfig(**{"max_steps": 20, "batch_size": 4, "lr": 1e-2, "warmup_steps": 3, "eval_interval": 10, "eval_iters": 2,
+                          "log_interval": 5, "progress": False, "device": "cpu", **kw})
 
 
 def classification(**kw) -> Classification:
@@ -211,7 +212,8 @@ def test_accumulating_padded_micro_batches_equals_one_big_batch(objective):
         # float64 round-off (~1e-16) through 4 AdamW steps, which divide by sqrt(v): measured 1e-14
         assert diff < 1e-12
         # the logged losses are float32 (~0.7, ulp 6e-8): the two means may round apart by an ulp or two
-        torch.testing.assert_close(torch.tensor([r["train_loss"] for r in two.history]), torch.tensor([r["train_loss"] for r in one.history]), atol=2e-7, rtol=0)
+        torch.testing.assert_close(torch.tensor([r["train_loss"] for r in two.history]), torch.tensor([r["train_loss"] for r in one.history]),
+                                   atol=2e-7, rtol=0)
     else:
         assert diff > 1e-3  # the test above can fail: a per-token mean breaks accumulation (measured 3e-2)
 
@@ -267,7 +269,8 @@ def data(kind):
                 ids[int(torch.randint(0, L, (1,), generator=g))] = 3
             out.append((ids.tolist(), i % 2))
         return out
-    return ClassifierConfig(vocab_size=23, block_size=12, n_layer=1, n_head=2, n_embd=16, dropout=0.1), Classification(sample(200), sample(40), pad_id=0, seed=3)
+    cfg = ClassifierConfig(vocab_size=23, block_size=12, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
+    return cfg, Classification(sample(200), sample(40), pad_id=0, seed=3)
 
 def run(kind, out=None, die_at=-1):
     torch.set_num_threads(1)  # same reduction order in every process
@@ -419,7 +422,8 @@ def test_objectives_check_the_model_they_train():
 
 def test_trainer_arguments_are_checked():
     tr, va = counting_ids()
-    with pytest.raises(ValueError, match=r"Trainer\(model, Tensor, Tensor\): expected \(model, objective, TrainConfig\) or \(model, TrainConfig, train_ids, val_ids\)"):
+    with pytest.raises(ValueError, match=r"Trainer\(model, Tensor, Tensor\): expected \(model, objective, TrainConfig\) "
+                                         r"or \(model, TrainConfig, train_ids, val_ids\)"):
         Trainer(gpt_config(), tr, va)
     with pytest.raises(ValueError, match="objective: expected an llmlab.train.objectives.Objective .* got tuple"):
         Trainer(gpt_config(), (tr, va), tc_())

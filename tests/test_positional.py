@@ -15,9 +15,9 @@ import matplotlib
 import pytest
 import torch
 
+from llmlab.models.gpt import GPT, GPTConfig
 from llmlab.nn import positional as P
 from llmlab.nn.attention import MultiHeadAttention
-from llmlab.models.gpt import GPT, GPTConfig
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from llmlab.nn.attention import KVCache
-from llmlab.models.gpt import GPT, GPTConfig
 from llmlab.generate.sampling import generate, generate_text, generate_tokens, sample_next, top_k_filter, top_p_filter
+from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.nn.attention import KVCache
 from llmlab.text.tokenizers import CharTokenizer
 
 NEG_INF = float("-inf")

@@ -207,7 +207,7 @@ def test_binder_environment_installs_the_course():
     deps = env["dependencies"]
     assert "python=3.11" in deps
     pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
-    assert "-e ." in pip or "." in pip, f"environment.yml does not pip-install the course itself: {pip}"
+    assert "-e .[lab]" in pip, f"environment.yml does not pip-install the course with its Jupyter stack (-e .[lab]): {pip}"
 
 
 # ------------------------------------------------------------------------------ in a browser

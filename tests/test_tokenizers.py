@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from llmlab.text import tokenizers as T
 from llmlab.text import load_corpus
+from llmlab.text import tokenizers as T
 from llmlab.viz import tokens as vt
 
 WEIRD = [

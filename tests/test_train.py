@@ -12,10 +12,10 @@ import math
 import pytest
 import torch
 
-from llmlab.train.checkpoint import load_checkpoint
 from llmlab.models.gpt import GPT, GPTConfig
-from llmlab.train.optim import compile_support, lr_at, make_optimizer, maybe_compile, param_groups, resolve_amp_dtype, train_step
 from llmlab.train import NonFiniteLoss, TrainConfig, Trainer, train
+from llmlab.train.checkpoint import load_checkpoint
+from llmlab.train.optim import compile_support, lr_at, make_optimizer, maybe_compile, param_groups, resolve_amp_dtype, train_step
 
 V = 37  # vocab, block, width: all different so a swapped axis fails loudly
 
@@ -42,7 +42,8 @@ def tiny_data(n: int = 3000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def tiny_tc(**kw) -> TrainConfig:
-    return TrainConfig(**{"max_steps": 30, "batch_size": 4, "lr": 1e-2, "warmup_steps": 3, "eval_interval": 10, "eval_iters": 2, "log_interval": 5, "progress": False, "device": "cpu", **kw})
+    return TrainConfig(**{"max_steps": 30, "batch_size": 4, "lr": 1e-2, "warmup_steps": 3, "eval_interval": 10, "eval_iters": 2,
+                          "log_interval": 5, "progress": False, "device": "cpu", **kw})
 
 
 # ----------------------------------------------------------------------------- lr_at

@@ -13,6 +13,7 @@ from __future__ import annotations
 from llmlab.checks.core import CHAPTERS, REGISTRY, CheckFailed, Exercise, get_exercise, load_all
 from llmlab.checks.feedback import check, evaluate
 
+
 def exercises() -> list[dict]:
     """Every exercise: id, signature, points, number of checks. Printed as a table too."""
     load_all()

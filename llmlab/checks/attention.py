@@ -9,9 +9,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from llmlab.nn import attention as ref
-from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, equal, keeps_input, randn, register
+from llmlab.checks.core import Exercise, Mistake, Probe, equal, keeps_input, randn, register
 from llmlab.checks.modules import load_weights
+from llmlab.nn import attention as ref
+
 
 # ----------------------------------------------------------------------------- softmax
 def _stable_exp(x, dim):
@@ -134,8 +135,10 @@ register(Exercise(
         Mistake("scores must be divided by sqrt(D), D = q.size(-1); you did not scale them", _sdpa_wrong(scale="none")),
         Mistake("divide by sqrt(D), not by D", _sdpa_wrong(scale="d")),
         Mistake("the scale uses the query/key width D = q.size(-1), not the value width v.size(-1)", _sdpa_wrong(scale="sqrt_dv")),
-        Mistake("your mask is applied the wrong way round: True means 'may attend', so fill scores where mask is False (~mask) with -inf", _sdpa_wrong(mask_mode="inverted")),
-        Mistake("you masked after the softmax, so the remaining weights no longer sum to 1; mask the scores with -inf before softmax", _sdpa_wrong(mask_mode="after")),
+        Mistake("your mask is applied the wrong way round: True means 'may attend', so fill scores where mask is False (~mask) with -inf",
+                _sdpa_wrong(mask_mode="inverted")),
+        Mistake("you masked after the softmax, so the remaining weights no longer sum to 1; mask the scores with -inf before softmax",
+                _sdpa_wrong(mask_mode="after")),
         Mistake("filling masked scores with 0 still gives them weight (exp(0) = 1); use float('-inf')", _sdpa_wrong(mask_mode="zero")),
         Mistake("softmax must run over the keys (the last axis, dim=-1), so each query's weights sum to 1", _sdpa_wrong(axis=-2)),
         Mistake("the mask was ignored", _sdpa_wrong(mask_mode="ignored")),
@@ -213,7 +216,8 @@ register(Exercise(
     mistakes=[
         Mistake("q, k and v come out of c_attn stacked in that order: q, k, v = c_attn(x).split(C, dim=2)", _mha_variant(order="kqv")),
         Mistake("q, k and v come out of c_attn stacked in that order: q, k, v = c_attn(x).split(C, dim=2)", _mha_variant(order="vkq")),
-        Mistake("split heads with .view(B, T, H, D).transpose(1, 2); reshaping straight to (B, H, T, D) mixes tokens of different heads", _mha_variant(split="bhtd")),
+        Mistake("split heads with .view(B, T, H, D).transpose(1, 2); reshaping straight to (B, H, T, D) mixes tokens of different heads",
+                _mha_variant(split="bhtd")),
         Mistake("merge heads with y.transpose(1, 2).reshape(B, T, C); reshaping (B, H, T, D) directly scrambles positions", _mha_variant(merge="bhtd")),
         Mistake("the concatenated heads must go through the output projection c_proj", _mha_variant(proj=False)),
         Mistake("apply the causal mask when causal=True", _mha_variant(causal_ok=False)),

@@ -16,14 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmlab.checks.core import Exercise, Mistake, Probe, equal, randn, register
+from llmlab.checks.modules import load_weights
 from llmlab.models.gpt import GPTConfig, count_parameters
+from llmlab.nn.attention import MultiHeadAttention
 from llmlab.nn.block import Block
 from llmlab.nn.mlp import MLP
 from llmlab.nn.norms import LayerNorm, RMSNorm, layer_norm
-from llmlab.nn.attention import MultiHeadAttention
-from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, equal, randn, register
-from llmlab.checks.modules import load_weights
-
 
 # ----------------------------------------------------------------------------- loading fixed weights
 NAMING = "name the submodules as in llmlab.models.gpt (ln_1, attn, ln_2, mlp; c_fc, c_proj)"
@@ -96,7 +95,8 @@ register(Exercise(
         Mistake("eps is ignored: add it to the variance before the square root, (x - mean) / torch.sqrt(var + eps)", _ln_wrong(eps_mode="ignored")),
         Mistake("add eps to the variance, not to the standard deviation: torch.sqrt(var + eps)", _ln_wrong(eps_mode="std")),
         Mistake("you normalised over the wrong axis: take mean and variance over the last axis (dim=-1, keepdim=True)", _ln_wrong(axis=0)),
-        Mistake("you normalised over the whole tensor: LayerNorm takes mean and variance of each vector separately, over the last axis only (dim=-1)", _ln_wrong(axis="all")),
+        Mistake("you normalised over the whole tensor: LayerNorm takes mean and variance of each vector separately, over the last axis only (dim=-1)",
+                _ln_wrong(axis="all")),
         Mistake("weight and bias are swapped: y * weight + bias (weight scales, bias shifts)", _ln_wrong(affine="swapped")),
         Mistake("multiply by weight: y * weight + bias", _ln_wrong(affine="no_weight")),
         Mistake("add the bias: y * weight + bias", _ln_wrong(affine="no_bias")),
@@ -290,17 +290,21 @@ register(Exercise(
     probes=[
         Probe("C=12 with 3 heads on x[2, 5, 12]", _block_inputs(12, 3, 2, 5), run=_block_run),
         Probe("C=8 with 2 heads on an offset stream x[3, 4, 8] * 3 + 1", _block_inputs(8, 2, 3, 4, scale=3.0, offset=1.0), run=_block_run),
-        Probe("branches switched off (both c_proj = 0): the block is the identity", _block_inputs(12, 3, 2, 5, scale=2.0, offset=0.5, zero_branches=True), run=_block_run,
+        Probe("branches switched off (both c_proj = 0): the block is the identity",
+              _block_inputs(12, 3, 2, 5, scale=2.0, offset=0.5, zero_branches=True), run=_block_run,
               hint="in a pre-LN block the residual stream passes untouched: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)); no norm sits on the stream itself"),
         Probe("earlier outputs ignore later tokens (causality)", _block_inputs(12, 3, 2, 6), run=_block_future,
               hint="use causal attention: MultiHeadAttention(n_embd, n_head, causal=True)"),
     ],
     mistakes=[
-        Mistake("that is post-LN (the 2017 Transformer): GPT-2 normalises the input of each branch and adds the branch to x: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))", _block_variant("postln")),
+        Mistake("that is post-LN (the 2017 Transformer): GPT-2 normalises the input of each branch and adds the branch to x: "
+                "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))", _block_variant("postln")),
         Mistake("the attention branch needs its residual connection: x = x + attn(ln_1(x))", _block_variant("no_attn_residual")),
         Mistake("the MLP branch needs its residual connection: x = x + mlp(ln_2(x))", _block_variant("no_mlp_residual")),
-        Mistake("add each branch's output back to its input (residual connections): x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))", _block_variant("no_residual")),
-        Mistake("you overwrote x with its normalised version, so the residual adds ln(x): keep x and normalise only the branch's input, x = x + attn(ln_1(x))", _block_variant("normed_stream")),
+        Mistake("add each branch's output back to its input (residual connections): x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))",
+                _block_variant("no_residual")),
+        Mistake("you overwrote x with its normalised version, so the residual adds ln(x): "
+                "keep x and normalise only the branch's input, x = x + attn(ln_1(x))", _block_variant("normed_stream")),
         Mistake("ln_1 feeds the attention and ln_2 the MLP; yours are swapped", _block_variant("swapped_norms")),
         Mistake("attention comes first (communicate), then the MLP (compute)", _block_variant("mlp_first")),
         Mistake("each branch has its own norm: ln_1 before attention, ln_2 before the MLP", _block_variant("one_norm")),
@@ -339,7 +343,8 @@ register(Exercise(
     reference=count_parameters,
     points=2,
     probes=[
-        Probe("GPT-2 small: (50257, 1024, 12, 768) is 124,439,808", lambda g: (50257, 1024, 12, 768, True, True), run=_count_run, compare=equal("parameter count")),
+        Probe("GPT-2 small: (50257, 1024, 12, 768) is 124,439,808", lambda g: (50257, 1024, 12, 768, True, True), run=_count_run,
+              compare=equal("parameter count")),
         Probe("a tiny model (11, 7, 2, 12)", lambda g: (11, 7, 2, 12, True, True), run=_count_run, compare=equal("parameter count")),
         Probe("tied=False: the output layer has its own V x C matrix", lambda g: (11, 7, 2, 12, False, True), run=_count_run, compare=equal("parameter count")),
         Probe("bias=False: no biases in Linear layers and norms", lambda g: (11, 7, 2, 12, True, False), run=_count_run, compare=equal("parameter count")),

@@ -169,7 +169,8 @@ def compare_tensors(got: Any, expected: torch.Tensor, atol: float, rtol: float, 
         i = tuple(bad.nonzero()[0].tolist())
         raise CheckFailed(
             f"{what} values differ: at index {i} expected {e[i].item():.6g}, got {g[i].item():.6g} "
-            f"(max abs error {err[torch.isfinite(err)].max().item() if torch.isfinite(err).any() else float('nan'):.3g}, {bad.sum().item()} of {bad.numel()} entries off)"
+            f"(max abs error {err[torch.isfinite(err)].max().item() if torch.isfinite(err).any() else float('nan'):.3g}, "
+            f"{bad.sum().item()} of {bad.numel()} entries off)"
         )
 
 

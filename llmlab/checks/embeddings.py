@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llmlab.nn import embeddings as ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, compare_tensors, randn, register
+from llmlab.nn import embeddings as ref
 
 
 def close_same_dtype(atol: float = 1e-6, rtol: float = 1e-5, what: str = "output"):
@@ -162,7 +162,8 @@ register(Exercise(
         Probe("N=6 rows, V=11 classes", _logits_targets(6, 11)),
         Probe("more rows than classes: N=13, V=5", _logits_targets(13, 5)),
         Probe("a single row, N=1", _logits_targets(1, 4)),
-        Probe("logits around 1000, one target 500 below its row's maximum", _logits_targets(6, 11, scale=100.0, shift=1000.0, far_target=True), compare=_close_relative,
+        Probe("logits around 1000, one target 500 below its row's maximum",
+              _logits_targets(6, 11, scale=100.0, shift=1000.0, far_target=True), compare=_close_relative,
               hint="exp(1000) overflows and softmax rounds tiny probabilities to 0 (log 0 = -inf): compute "
                    "log softmax as z - max(z) - log(sum(exp(z - max(z))))"),
         Probe("logits around -1000", _logits_targets(6, 11, scale=10.0, shift=-1000.0), compare=_close_relative,

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llmlab.generate import sampling as ref
 from llmlab.checks.core import Exercise, Mistake, Probe, equal, keeps_input, randn, register
 from llmlab.checks.modules import build_model, model_spec
+from llmlab.generate import sampling as ref
 
 NEG_INF = float("-inf")
 
@@ -75,7 +75,8 @@ register(Exercise(
         Probe("leaves its input unchanged", lambda g: (randn(g, 3, 10), 3), **KEEPS_LOGITS),
     ],
     mistakes=[
-        Mistake("tokens tied with the k-th largest must stay: mask where logits < (k-th largest value), instead of keeping exactly k indices", _topk_wrong("exactly_k")),
+        Mistake("tokens tied with the k-th largest must stay: mask where logits < (k-th largest value), instead of keeping exactly k indices",
+                _topk_wrong("exactly_k")),
         Mistake("you keep k + 1 tokens: after a descending sort, the k-th largest is at index k - 1", _topk_wrong("k_plus_1")),
         Mistake("sort in descending order (or use torch.topk): you compared with the k-th *smallest* logit", _topk_wrong("ascending")),
         Mistake("the comparison is the wrong way round: the k largest stay, the entries *below* the k-th largest become -inf", _topk_wrong("inverted")),
@@ -131,7 +132,8 @@ def _topp_wrong(mode):
 
 register(Exercise(
     id="generation.top_p_filter",
-    signature="top_p_filter(logits: Tensor[..., V], p: float) -> Tensor  # keeps the smallest set of most probable tokens with total probability >= p; the rest -inf",
+    signature="top_p_filter(logits: Tensor[..., V], p: float) -> Tensor  "
+              "# keeps the smallest set of most probable tokens with total probability >= p; the rest -inf",
     reference=ref.top_p_filter,
     points=3,
     probes=[
@@ -146,12 +148,16 @@ register(Exercise(
         Probe("leaves its input unchanged", lambda g: (randn(g, 3, 10), 0.8), **KEEPS_LOGITS),
     ],
     mistakes=[
-        Mistake("you dropped the token that carries the total past p: keep a token when the mass of the tokens ranked above it (cumsum - prob) is < p", _topp_wrong("strict_top")),
-        Mistake("the most probable token must always stay: after shifting the removal mask one place right, set its first entry to False", _topp_wrong("no_top")),
+        Mistake("you dropped the token that carries the total past p: keep a token when the mass of the tokens ranked above it (cumsum - prob) is < p",
+                _topp_wrong("strict_top")),
+        Mistake("the most probable token must always stay: after shifting the removal mask one place right, set its first entry to False",
+                _topp_wrong("no_top")),
         Mistake("keeping only tokens with cumulative probability <= p drops the token that crosses p, and everything when the top token alone exceeds p: "
                 "keep a token when the mass ranked above it (cumsum - prob) is < p", _topp_wrong("strict")),
-        Mistake("scatter the mask back to vocabulary order (or index with the sort's indices): the output must keep each logit at its own position", _topp_wrong("sorted")),
-        Mistake("return the original logits of the kept tokens unchanged (only the removed ones become -inf); sampling's softmax renormalises later", _topp_wrong("renorm")),
+        Mistake("scatter the mask back to vocabulary order (or index with the sort's indices): the output must keep each logit at its own position",
+                _topp_wrong("sorted")),
+        Mistake("return the original logits of the kept tokens unchanged (only the removed ones become -inf); sampling's softmax renormalises later",
+                _topp_wrong("renorm")),
         Mistake("return logits (with -inf for removed tokens), not probabilities", _topp_wrong("probs")),
         Mistake("take the cumulative sum of probabilities (softmax of the sorted logits), not of the logits themselves", _topp_wrong("logits")),
         Mistake("sort in descending order: the set is made of the *most* probable tokens", _topp_wrong("ascending")),
@@ -202,7 +208,8 @@ def _greedy_wrong(mode):
 
 register(Exercise(
     id="generation.greedy_generate",
-    signature="greedy_generate(model, idx: LongTensor[B, T], max_new_tokens: int) -> LongTensor[B, T + max_new_tokens]  # argmax of the last position, context cropped to model.config.block_size",
+    signature="greedy_generate(model, idx: LongTensor[B, T], max_new_tokens: int) -> LongTensor[B, T + max_new_tokens]  "
+              "# argmax of the last position, context cropped to model.config.block_size",
     reference=greedy_reference,
     points=2,
     probes=[
@@ -214,7 +221,8 @@ register(Exercise(
     ],
     mistakes=[
         Mistake("take the logits of the *last* position, logits[:, -1, :]: it predicts the token after the prompt", _greedy_wrong("first_position")),
-        Mistake("feed the whole (cropped) context each step, not only the newest token: without a KV cache the model sees only what you pass it", _greedy_wrong("last_token_only")),
+        Mistake("feed the whole (cropped) context each step, not only the newest token: without a KV cache the model sees only what you pass it",
+                _greedy_wrong("last_token_only")),
         Mistake("return the prompt followed by the new tokens, torch.cat([idx, next_id], dim=1) each step, not only the new ones", _greedy_wrong("only_new")),
     ],
 ))

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmlab.models import gpt as ref
 from llmlab.checks.block import block_weights
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, randn, register
 from llmlab.checks.modules import load_weights
+from llmlab.models import gpt as ref
 
 # the learner's name -> where the course's GPT keeps the same tensor
 ALIASES = {"transformer.wpe.weight": "transformer.pos.wpe.weight"}
@@ -159,7 +159,8 @@ register(Exercise(
         Probe("logits for idx[2, 5] (V=11, block_size=8, 2 layers)", _inputs(), run=_logits),
         Probe("a full context: idx[3, 8] with T = block_size", _inputs(B=3, T=8), run=_logits),
         Probe("another model: V=13, block_size=6, 1 layer, 2 heads", _inputs(dict(V=13, T=6, L=1, H=2, C=8), B=2, T=6), run=_logits),
-        Probe("the loss with targets: mean cross-entropy over all B*T positions", _inputs(targets=True), run=_loss, compare=close(atol=1e-5, rtol=1e-5, what="loss")),
+        Probe("the loss with targets: mean cross-entropy over all B*T positions", _inputs(targets=True), run=_loss,
+              compare=close(atol=1e-5, rtol=1e-5, what="loss")),
         Probe("without targets the loss is None", _inputs(), run=_loss_is_none, compare=_same("forward(idx) without targets must return (logits, None)")),
         Probe("lm_head shares its weight with wte (weight tying)", _inputs(), run=_tied,
               compare=_same("lm_head.weight must be the very same Parameter as transformer.wte.weight: self.lm_head.weight = self.transformer.wte.weight")),

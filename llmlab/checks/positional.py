@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from llmlab.nn import positional as ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, keeps_input, randn, register
+from llmlab.nn import positional as ref
 
 # Angles reach ~60 rad in these probes; float32 rounds such an angle to ~4e-6, and two
 # correct ways of computing base^(-2i/d) (pow vs exp/log) differ by ~1e-7 relatively. Every

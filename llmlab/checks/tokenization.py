@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import torch
 
-from llmlab.text import tokenizers as ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, describe, equal, register
+from llmlab.text import tokenizers as ref
 
 # a few hundred characters of English built from these words keep every probe fast in pure Python
 WORDS = ("the", "then", "there", "token", "tokens", "pair", "pairs", "merge", "merged", "byte", "bytes",

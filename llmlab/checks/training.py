@@ -20,10 +20,10 @@ import math
 
 import torch
 
-from llmlab.text import batches as data_ref
-from llmlab.train import optim as optim_ref
 from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, is_real_tensor, register
 from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.text import batches as data_ref
+from llmlab.train import optim as optim_ref
 
 
 # ----------------------------------------------------------------------------- get_batch
@@ -218,12 +218,14 @@ register(Exercise(
     points=2,
     probes=[Probe(name, (lambda n: lambda g: (n,))(name), run=_lr_curve, compare=_lr_compare) for name in SCHEDULES],
     mistakes=[
-        Mistake("warmup is off by one: step 0 must already learn, lr = max_lr * (step + 1) / warmup_steps (so step warmup_steps - 1 reaches max_lr)", _lr(warm="zero")),
+        Mistake("warmup is off by one: step 0 must already learn, lr = max_lr * (step + 1) / warmup_steps (so step warmup_steps - 1 reaches max_lr)",
+                _lr(warm="zero")),
         Mistake("warmup divides by warmup_steps, not warmup_steps + 1: lr = max_lr * (step + 1) / warmup_steps", _lr(warm="plus1")),
         Mistake("the decay should follow a cosine, min_lr + 0.5 * (1 + cos(pi * ratio)) * (max_lr - min_lr), not a straight line", _lr(decay="linear")),
         Mistake("the cosine goes from 1 to -1; the schedule needs 0.5 * (1 + cos(pi * ratio)), which goes from 1 to 0", _lr(decay="no_half")),
         Mistake("the decay must end at min_lr, not at 0: lr = min_lr + (cosine factor) * (max_lr - min_lr)", _lr(end="zero")),
-        Mistake("the cosine must start at warmup_steps: ratio = (step - warmup_steps) / (max_steps - warmup_steps), which is 0 at the end of warmup and 1 at max_steps", _lr(end="span")),
+        Mistake("the cosine must start at warmup_steps: ratio = (step - warmup_steps) / (max_steps - warmup_steps), "
+                "which is 0 at the end of warmup and 1 at max_steps", _lr(end="span")),
         Mistake("after max_steps the learning rate stays at min_lr; your cosine comes back up", _lr(after="keep")),
     ],
 ))
@@ -318,18 +320,24 @@ def _step(scale="mean", zero="start", step="end", ret="mean", clip="end"):
 
 register(Exercise(
     id="training.train_step",
-    signature="train_step(model, optimizer, batches: list[(x, y)], grad_clip: float = 0.0) -> float  # one optimizer step over all micro-batches; returns their mean loss",
+    signature="train_step(model, optimizer, batches: list[(x, y)], grad_clip: float = 0.0) -> float  "
+              "# one optimizer step over all micro-batches; returns their mean loss",
     reference=_reference_step,
     points=3,
     probes=[
-        Probe("3 micro-batches make the same step as one batch of their mean loss", _step_inputs(), run=_params_after, compare=close(1e-5, 1e-4, "parameters after the step")),
+        Probe("3 micro-batches make the same step as one batch of their mean loss", _step_inputs(), run=_params_after,
+              compare=close(1e-5, 1e-4, "parameters after the step")),
         Probe("returns the mean loss over the micro-batches", _step_inputs(), run=_loss_returned, compare=close(1e-5, 1e-5, "returned loss")),
-        Probe("gradients left over from before the call are cleared", _step_inputs(stale=True), run=_params_after, compare=close(1e-5, 1e-4, "parameters after the step")),
-        Probe("the total gradient norm is clipped to grad_clip", _step_inputs(grad_clip=0.05, lr=5.0), run=_params_after, compare=close(1e-5, 1e-4, "parameters after the step")),
-        Probe("a single micro-batch (no accumulation)", _step_inputs(n_micro=1, b=3), run=_params_after, compare=close(1e-5, 1e-4, "parameters after the step")),
+        Probe("gradients left over from before the call are cleared", _step_inputs(stale=True), run=_params_after,
+              compare=close(1e-5, 1e-4, "parameters after the step")),
+        Probe("the total gradient norm is clipped to grad_clip", _step_inputs(grad_clip=0.05, lr=5.0), run=_params_after,
+              compare=close(1e-5, 1e-4, "parameters after the step")),
+        Probe("a single micro-batch (no accumulation)", _step_inputs(n_micro=1, b=3), run=_params_after,
+              compare=close(1e-5, 1e-4, "parameters after the step")),
     ],
     mistakes=[
-        Mistake("divide each micro-batch's loss by the number of micro-batches before backward(): the gradients add up, so without it they are n times too large", _step(scale="sum")),
+        Mistake("divide each micro-batch's loss by the number of micro-batches before backward(): "
+                "the gradients add up, so without it they are n times too large", _step(scale="sum")),
         Mistake("zero the gradients once, before the loop: zeroing inside it throws away all but the last micro-batch's gradient", _step(zero="loop")),
         Mistake("call optimizer.step() once, after the loop: stepping per micro-batch makes n small steps instead of one accumulated one", _step(step="loop")),
         Mistake("gradients add up across calls: call optimizer.zero_grad() at the start of the step", _step(zero="never")),

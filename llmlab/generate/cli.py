@@ -49,5 +49,6 @@ def run_sample(args) -> int:
         raise ValueError(f"checkpoint={args.checkpoint!r} holds no tokenizer (it was written by train() without tokenizer=)")
     model, tok = _model_and_tokenizer(ck, device)
     del ck  # the optimizer state is not needed to sample
-    print(generate_text(model, tok, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, device=device))
+    print(generate_text(model, tok, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                        top_k=args.top_k, top_p=args.top_p, seed=args.seed, device=device))
     return 0

@@ -67,7 +67,8 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
     """logits[B, V] -> next ids LongTensor[B, 1]. temperature 0 means greedy (argmax).
 
     Temperature divides the logits first: below 1 it sharpens the distribution, above 1 it
@@ -89,7 +90,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 
 
 @torch.no_grad()
-def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                    top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """Yield up to max_new_tokens next ids, each LongTensor[B, 1], continuing idx[B, T].
 
     With `use_cache` the prompt runs once (prefill), then each step feeds only the newest
@@ -119,7 +121,8 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
         model.train(was_training)
 
 
-def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None, stop_token: int | None = None) -> torch.Tensor:
+def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None, stop_token: int | None = None) -> torch.Tensor:
     """Extend idx[B, T] by up to max_new_tokens tokens -> LongTensor[B, T + n].
 
     Greedy (temperature=0) output is the same with and without the cache; so are samples
@@ -138,7 +141,8 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     return torch.cat(out, dim=1)
 
 
-def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, stop: str | None = None, device: torch.device | str | None = None, seed: int | None = None, **kwargs) -> str:
+def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, stop: str | None = None,
+                  device: torch.device | str | None = None, seed: int | None = None, **kwargs) -> str:
     """Prompt in, text out (the prompt included). Ends after max_new_tokens tokens, or right
     after the first occurrence of `stop` in the generated text (the stop string is kept).
 

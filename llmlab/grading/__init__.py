@@ -42,7 +42,6 @@ from llmlab.grading.flags import static_flags
 from llmlab.grading.sandbox import Limits
 
 
-
 # ----------------------------------------------------------------------------- results
 @dataclass
 class ExerciseResult:

@@ -9,4 +9,5 @@
 from llmlab.train.loop import Dist, LossPlot, NonFiniteLoss, TrainConfig, Trainer, TrainResult, setup_distributed, train
 from llmlab.train.objectives import Classification, NextToken, Objective
 
-__all__ = ["Classification", "Dist", "LossPlot", "NextToken", "NonFiniteLoss", "Objective", "TrainConfig", "TrainResult", "Trainer", "setup_distributed", "train"]
+__all__ = ["Classification", "Dist", "LossPlot", "NextToken", "NonFiniteLoss", "Objective", "TrainConfig", "TrainResult", "Trainer",
+           "setup_distributed", "train"]

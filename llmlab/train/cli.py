@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from llmlab.models.gpt import GPT, GPTConfig
 from llmlab.config import check_types, is_int, load_toml, parse_value, reject_unknown
+from llmlab.models.gpt import GPTConfig
 from llmlab.train.loop import NonFiniteLoss, TrainConfig, train
 
 
@@ -86,7 +86,8 @@ def configure_train(parser) -> None:
     parser.allow_abbrev = False  # --max must not silently mean --max_steps
     parser.add_argument("--config", required=True, help="a TOML file with [model], [data], [train] (see configs/)")
     parser.add_argument("--resume", action="store_true", help="continue from out_dir/ckpt.pt if it exists")
-    group = parser.add_argument_group("settings", "override any config value: --max_steps 10, --model.n_layer 2 (a name in two sections, like block_size, needs the section)")
+    group = parser.add_argument_group("settings", "override any config value: --max_steps 10, --model.n_layer 2 "
+                                                  "(a name in two sections, like block_size, needs the section)")
     keys = override_keys()
     for name in sorted({k.split(".", 1)[1] for k in keys if "." in k} - set(keys)):  # in two sections: say which
         group.add_argument(f"--{name}", dest=f"ambiguous:{name}", default=None, metavar="VALUE", help=argparse.SUPPRESS)
@@ -127,7 +128,8 @@ def run_train(args) -> int:
     for k, v in vars(args).items():
         if k.startswith("ambiguous:") and v is not None:
             name = k.split(":", 1)[1]
-            raise ValueError(f"--{name}: this setting exists in more than one section; write " + " or ".join(f"--{s}.{name}" for s, c in SECTIONS.items() if name in {f.name for f in fields(c)}))
+            owners = [s for s, c in SECTIONS.items() if name in {f.name for f in fields(c)}]
+            raise ValueError(f"--{name}: this setting exists in more than one section; write " + " or ".join(f"--{s}.{name}" for s in owners))
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set:") and v is not None}
     if args.resume:
         overrides["train.resume"] = "true"
@@ -142,5 +144,6 @@ def run_train(args) -> int:
     if result.stopped:
         return 128 + signal.SIGTERM if result.stopped == "SIGTERM" else 1
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"done: {len(result.history)} steps, final validation loss {result.final_val_loss:.4f}" + (f", checkpoint {result.checkpoint}" if result.checkpoint else ""))
+        where = f", checkpoint {result.checkpoint}" if result.checkpoint else ""
+        print(f"done: {len(result.history)} steps, final validation loss {result.final_val_loss:.4f}{where}")
     return 0

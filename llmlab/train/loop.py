@@ -200,7 +200,8 @@ class Trainer:
     the step, checkpoint and stop (the CLI turns it on; a notebook kernel keeps its handlers).
     """
 
-    def __init__(self, model: nn.Module | GPTConfig | ClassifierConfig, *args, tokenizer=None, extra_config: dict | None = None, plot: bool = False, callbacks=(), handle_signals: bool = False):
+    def __init__(self, model: nn.Module | GPTConfig | ClassifierConfig, *args, tokenizer=None, extra_config: dict | None = None,
+                 plot: bool = False, callbacks=(), handle_signals: bool = False):
         self.objective, self.tc = _objective_and_config(args)
         tc = self.tc
         self.dist, self.device = setup_distributed(tc.device)
@@ -258,7 +259,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "step": self.step,
-            "config": {"model": config.to_dict() if config is not None else None, "model_class": type(self.model).__name__, "train": self.tc.to_dict(), **self.extra_config},
+            "config": {"model": config.to_dict() if config is not None else None, "model_class": type(self.model).__name__,
+                       "train": self.tc.to_dict(), **self.extra_config},
             "data": {"objective": type(self.objective).__name__, "state": self.objective.state_dict(), "world_size": self.dist.world_size},
             "rng": rngs,
             "extra": {"tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None},
@@ -281,7 +283,8 @@ class Trainer:
             raise ValueError(f"{where}; differing settings (saved, now): {diff}")
         saved_objective = ck["data"].get("objective", "NextToken")  # older checkpoints: next-token prediction
         if saved_objective != type(self.objective).__name__:
-            raise ValueError(f"resume: the checkpoint in {self.ckpt_path} was trained with objective {saved_objective}, this run uses {type(self.objective).__name__}")
+            raise ValueError(f"resume: the checkpoint in {self.ckpt_path} was trained with objective {saved_objective}, "
+                             f"this run uses {type(self.objective).__name__}")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         if self.scaler is not None and ck["scaler"] is not None:
@@ -421,9 +424,11 @@ def _objective_and_config(args: tuple) -> tuple[Objective, TrainConfig]:
     if len(args) == 2 and isinstance(args[1], TrainConfig):
         objective, tc = args
         if tc.block_size is not None:
-            raise ValueError(f"block_size={tc.block_size}: TrainConfig.block_size is for the next-token shorthand; give the objective its own (NextToken(..., block_size=)) and leave it None")
+            raise ValueError(f"block_size={tc.block_size}: TrainConfig.block_size is for the next-token shorthand; "
+                             f"give the objective its own (NextToken(..., block_size=)) and leave it None")
         if not isinstance(objective, Objective):
-            raise ValueError(f"objective: expected an llmlab.train.objectives.Objective (NextToken, Classification, a subclass), got {type(objective).__name__}")
+            raise ValueError(f"objective: expected an llmlab.train.objectives.Objective (NextToken, Classification, a subclass), "
+                             f"got {type(objective).__name__}")
         return objective, tc
     kinds = ", ".join(type(a).__name__ for a in args)
     raise ValueError(f"Trainer(model, {kinds}): expected (model, objective, TrainConfig) or (model, TrainConfig, train_ids, val_ids)")

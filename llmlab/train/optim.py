@@ -83,7 +83,8 @@ def fused_available(device: torch.device) -> bool:
     return False
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, device: torch.device | None = None) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
+                   device: torch.device | None = None) -> torch.optim.AdamW:
     """AdamW over `param_groups`, fused where the device has a fused kernel, else foreach."""
     device = device or next(model.parameters()).device
     groups = param_groups(model, weight_decay)
@@ -104,7 +105,9 @@ def autocast_context(device_type: str, dtype: torch.dtype | None):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence[tuple[torch.Tensor, ...]], scaler: torch.amp.GradScaler | None = None, grad_clip: float = 1.0, amp_dtype: torch.dtype | None = None, loss_fn=None) -> torch.Tensor:
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence[tuple[torch.Tensor, ...]],
+               scaler: torch.amp.GradScaler | None = None, grad_clip: float = 1.0, amp_dtype: torch.dtype | None = None,
+               loss_fn=None) -> torch.Tensor:
     """One optimizer step over `len(batches)` micro-batches (gradient accumulation).
 
     Each micro-batch's loss is divided by the number of micro-batches before `backward`, so

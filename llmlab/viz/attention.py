@@ -24,7 +24,8 @@ def token_labels(tokens: Sequence[str]) -> list[str]:
     return [t.translate(table) for t in tokens]
 
 
-def plot_attention(weights: torch.Tensor, tokens: Sequence[str] | None = None, keys: Sequence[str] | None = None, ax=None, title: str = "attention weights", colorbar: bool = True):
+def plot_attention(weights: torch.Tensor, tokens: Sequence[str] | None = None, keys: Sequence[str] | None = None,
+                   ax=None, title: str = "attention weights", colorbar: bool = True):
     """Heatmap of one pattern, weights[Tq, Tk]: row i is how query i spreads its attention over keys j."""
     w = weights.detach().float().cpu()
     if w.dim() != 2:
@@ -142,9 +143,9 @@ def attention_explorer(model: torch.nn.Module, tokenizer, sentences: Sequence[st
     (every head of the first sentence); returns the widget.
     """
     import ipywidgets as widgets
+    from IPython.display import display
 
     from llmlab.viz import show_in
-    from IPython.display import display
 
     if not sentences:
         raise ValueError("sentences: expected at least one sentence to explore, got none")

@@ -130,9 +130,9 @@ def positional_viewer(show_fallback: bool = True):
     """Pick a scheme, base, length and width -> the encoding (left) and what it does to
     attention scores (right). Displays the widget and the static fallback; returns the widget."""
     import ipywidgets as widgets
+    from IPython.display import display
 
     from llmlab.viz import show_in
-    from IPython.display import display
 
     scheme = widgets.Dropdown(options=list(SCHEMES), value="sinusoidal", description="scheme")
     base = widgets.SelectionSlider(options=[10, 100, 1000, 10000, 100000], value=10000, description="base")

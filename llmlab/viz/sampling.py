@@ -18,7 +18,8 @@ from llmlab.generate.sampling import top_k_filter, top_p_filter
 from llmlab.viz.attention import token_labels
 
 
-def filtered_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def filtered_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                          top_p: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """logits[V] -> (probabilities at this temperature, probabilities after the filters), both [V].
 
     Temperature must be > 0 here (0, greedy, puts all the mass on the argmax: nothing to draw)."""
@@ -35,7 +36,8 @@ def filtered_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k:
     return before, F.softmax(z, dim=-1)
 
 
-def plot_filtering(logits: torch.Tensor, labels: Sequence[str], temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, n_show: int = 20, ax=None, title: str | None = None):
+def plot_filtering(logits: torch.Tensor, labels: Sequence[str], temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None, n_show: int = 20, ax=None, title: str | None = None):
     """Bars of the n_show most likely tokens: grey = after temperature only, blue = what is
     actually sampled from after top-k / top-p (renormalised). Returns the axes."""
     before, after = filtered_distribution(logits, temperature, top_k, top_p)
@@ -77,9 +79,9 @@ def sampling_panel(logits: torch.Tensor, labels: Sequence[str], context: str = "
     Displays the widget and, below it, a static grid of four settings; returns the widget.
     """
     import ipywidgets as widgets
+    from IPython.display import display
 
     from llmlab.viz import show_in
-    from IPython.display import display
 
     V = logits.size(-1)
     temperature = widgets.FloatSlider(value=1.0, min=0.1, max=2.5, step=0.05, description="temperature")

@@ -136,7 +136,8 @@ CASES: list[Case] = [
     Case("untouched_exercise_notebook", "hands in the exercise notebook as given out",
          {e: 0 for e in EXERCISES},
          [IMPORTS] + [STUB.format(name=n) for n in ("softmax", "causal_mask", "scaled_dot_product_attention")]
-         + ["class MultiHeadAttention(nn.Module):\n    def __init__(self, d_model, n_heads, causal=True):\n        super().__init__()\n        raise NotImplementedError()"],
+         + ["class MultiHeadAttention(nn.Module):\n    def __init__(self, d_model, n_heads, causal=True):\n"
+            "        super().__init__()\n        raise NotImplementedError()"],
          feedback=["not implemented yet"]),
     # ------------------------------------------------------------------ gaming the comparison
     # nothing scores: even "leaves its input unchanged" compares the output with the reference
@@ -169,7 +170,8 @@ CASES: list[Case] = [
          feedback=["flagged", "llmlab"], flagged=True),
     Case("hides_the_reference", "reaches llmlab through importlib and a variable, inside otherwise own code",
          others_full(sm=0),
-         CORRECT[:1] + ["import importlib\ndef softmax(x, dim=-1):\n    impl = importlib.import_module('llmlab.nn.attention')\n    return impl.softmax(x, dim)"] + CORRECT[2:],
+         CORRECT[:1] + ["import importlib\ndef softmax(x, dim=-1):\n"
+                        "    impl = importlib.import_module('llmlab.nn.attention')\n    return impl.softmax(x, dim)"] + CORRECT[2:],
          feedback=["flagged"], flagged=True),
     # ------------------------------------------------------------------ broken notebooks and files
     Case("syntax_error", "a syntax error in the cell that defines softmax", others_full(sm=0),
@@ -217,7 +219,8 @@ CASES: list[Case] = [
          "each exercise is right only if that attempt failed", FULL,
          CORRECT + ["import os\nif os.environ.get('LLMLAB_BANK_SECRET') or len(os.environ) > 30:\n    softmax = lambda x, dim=-1: x",
                     "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 22), timeout=1)\n    causal_mask = None\nexcept OSError:\n    pass",
-                    "import _socket\ns = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)\ns.sendto(b'grades?', ('8.8.8.8', 53))\nscaled_dot_product_attention = None"],
+                    "import _socket\ns = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)\ns.sendto(b'grades?', ('8.8.8.8', 53))\n"
+                    "scaled_dot_product_attention = None"],
          feedback=["Network is unreachable"], needs="network"),
 ]
 
