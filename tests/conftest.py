@@ -52,3 +52,15 @@ def pytest_terminal_summary(terminalreporter):
     if total:
         terminalreporter.write_line(f"time by kind (summed over workers): browser tests {browser:.0f} s in {n_browser} tests, "
                                     f"all tests {total:.0f} s ({browser / total:.0%} browser)")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matmuls: one torch thread is fastest on a shared machine, and fixes the reduction order.
+    Test files that train use it for every test: `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -6,23 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from llmlab.cli import main
 from llmlab.models.gpt import count_parameters
 from llmlab.train.cli import load_config, override_keys
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
 SMOKE = str(ROOT / "configs" / "smoke.toml")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_train_resume_and_sample(tmp_path, capsys):

@@ -10,26 +10,19 @@ DDP's averaged gradient the whole batch's.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from _ddp import start_ranks, wait_ranks
 from llmlab.train import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 SETUP = '''
@@ -75,23 +68,11 @@ torch.save({"params": res.model.state_dict(), "losses": [r["train_loss"] for r i
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("kind", ["next_token", "classification"])
 def test_two_gloo_processes_equal_one_process_for_every_objective(kind, tmp_path):
     (tmp_path / "setup_run.py").write_text(SETUP)
     (tmp_path / "worker.py").write_text(WORKER)
-    port = free_port()
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, str(tmp_path / "worker.py"), str(tmp_path), kind, str(tmp_path / "out"), str(tmp_path / f"rank{rank}.pt")]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    procs = start_ranks(tmp_path / "worker.py", lambda rank: [tmp_path, kind, tmp_path / "out", tmp_path / f"rank{rank}.pt"])
 
     # meanwhile, here: one process with the whole batch (2 x 3 = 6 examples per micro-batch), and with half of it
     sys.path.insert(0, str(tmp_path))
@@ -111,9 +92,7 @@ def test_two_gloo_processes_equal_one_process_for_every_objective(kind, tmp_path
         sys.path.remove(str(tmp_path))
         sys.modules.pop("setup_run", None)
 
-    for p in procs:
-        out, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err[-3000:]
+    wait_ranks(procs)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     for name, p in single.model.state_dict().items():
         torch.testing.assert_close(r0["params"][name], r1["params"][name], atol=0, rtol=0, msg=name)  # DDP keeps replicas identical

@@ -32,16 +32,11 @@ from llmlab.train import Classification, NextToken, NonFiniteLoss, Objective, Tr
 from llmlab.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from llmlab.train.objectives import rank_share
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parent.parent
 V, PAD, T_MAX = 23, 0, 12  # vocab, pad id, block size: all different from the width (16) and batch sizes
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: one thread is fastest on a shared machine, and fixes reduction order
-    yield
-    torch.set_num_threads(n)
 
 
 def contains_three(n: int, seed: int) -> list[tuple[list[int], int]]:

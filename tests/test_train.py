@@ -17,15 +17,10 @@ from llmlab.train import NonFiniteLoss, TrainConfig, Trainer, train
 from llmlab.train.checkpoint import load_checkpoint
 from llmlab.train.optim import compile_support, lr_at, make_optimizer, maybe_compile, param_groups, resolve_amp_dtype, train_step
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 V = 37  # vocab, block, width: all different so a swapped axis fails loudly
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: one thread is fastest on a shared machine, and fixes reduction order
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_config(**kw) -> GPTConfig:
