@@ -8,8 +8,9 @@ character-level Tiny Shakespeare (and the offline python-docs corpus).
 Runs (each a fresh `llmlab.train.train`, seed 1337):
 * `nanogpt`: nanoGPT's README CPU run — 4 layers, 4 heads, width 128, context 64, batch 12, 2,000
   iterations, lr 1e-3 (warmup 100, cosine to 1e-4 at 2,000), AdamW betas (0.9, 0.99), weight decay
-  0.1, clip 1.0, no dropout, no biases, learned positions — here in fp32, eager. Published: validation
-  loss 1.88 at ~59 ms/iteration on a 2-core CPU.
+  0.1, clip 1.0, no dropout, no biases, learned positions — here in fp32, eager. nanoGPT's README:
+  validation loss 1.88 in ~3 minutes on a CPU; ~59 ms/iteration is our measurement of nanoGPT's own
+  train.py on this course's 2-core development machine, not a published figure.
 * `nanogpt-fast`: the identical architecture, batch and schedule with the speed features that
   hold up on this CPU (`--fast-dtype`, default bf16 autocast; `--fast-compile` adds torch.compile).
 * `laptop`: configs/laptop.toml (the config the course ships for laptops), on Tiny Shakespeare.

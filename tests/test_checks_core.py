@@ -17,7 +17,7 @@ def stub(*args, **kwargs):
 
 
 def test_pass_prints_one_line(capsys):
-    assert check("attention.softmax", ref.softmax) is True
+    assert check("attention.softmax", ref.softmax)
     out = capsys.readouterr().out
     assert out == f"✔ attention.softmax — {len(REGISTRY['attention.softmax'].probes)} checks passed\n"
 

@@ -25,7 +25,7 @@ def test_top_k_with_sort_and_where_passes():
         kth = logits.sort(dim=-1, descending=True).values[..., k - 1 : k]
         return torch.where(logits >= kth, logits, torch.full_like(logits, NEG_INF))
 
-    assert check("generation.top_k_filter", top_k_filter, quiet=True) is True
+    assert check("generation.top_k_filter", top_k_filter, quiet=True)
 
 
 # ----------------------------------------------------------------------------- top-k: wrong ones fail
@@ -94,7 +94,7 @@ def test_top_p_with_a_shifted_mask_passes():
         return logits.masked_fill(remove.scatter(-1, order, remove), NEG_INF)
 
     # cum > p (shifted) and cum - prob >= p differ only when a cumulative sum equals p exactly
-    assert check("generation.top_p_filter", top_p_filter, quiet=True) is True
+    assert check("generation.top_p_filter", top_p_filter, quiet=True)
 
 
 # ----------------------------------------------------------------------------- top-p: wrong ones fail
@@ -184,7 +184,7 @@ def test_greedy_generate_written_other_ways_passes():
             out[:, t] = model(ctx)[0][:, -1].topk(1, dim=-1).indices[:, 0]
         return out
 
-    assert check("generation.greedy_generate", greedy_generate, quiet=True) is True
+    assert check("generation.greedy_generate", greedy_generate, quiet=True)
 
 
 def test_greedy_generate_with_a_kv_cache_of_its_own_passes():

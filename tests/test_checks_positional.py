@@ -46,8 +46,8 @@ def test_other_correct_formulations_pass():
         return torch.view_as_real(z * torch.polar(torch.ones_like(theta), theta)).reshape(x.shape)
 
     for f in (sin_exp_log, sin_loop):
-        assert check("positional.sinusoidal_encoding", f, quiet=True) is True
-    assert check("positional.apply_rope", rope_complex, quiet=True) is True
+        assert check("positional.sinusoidal_encoding", f, quiet=True)
+    assert check("positional.apply_rope", rope_complex, quiet=True)
 
 
 # ----------------------------------------------------------------------------- sinusoidal: 9 wrong versions

@@ -53,7 +53,7 @@ def stub_for(eid: str):
 def test_reference_passes_with_one_line(eid, capsys):
     ex = REGISTRY[eid]
     assert ex.probes and ex.points > 0
-    assert check(eid, ex.reference) is True
+    assert check(eid, ex.reference)
     assert capsys.readouterr().out == f"✔ {eid} — {len(ex.probes)} checks passed\n"
 
 
@@ -89,7 +89,7 @@ def test_solution_notebook_checks_and_passes(eid, namespaces):
     ns = namespaces[name]
     fn = ns[eid.split(".", 1)[1]]
     assert (eid, fn) in ns["__checked__"], f"solutions/{name}: no check({eid!r}, ...) call after its exercise cell"
-    assert check(eid, fn, quiet=True) is True
+    assert check(eid, fn, quiet=True)
 
 
 @pytest.mark.parametrize("eid", IDS)

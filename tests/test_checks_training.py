@@ -30,7 +30,7 @@ def test_get_batch_written_with_a_python_loop_passes():
             ys.append(data[i + 1 : i + 1 + block_size])
         return torch.stack(xs), torch.stack(ys)
 
-    assert check("training.get_batch", get_batch, quiet=True) is True
+    assert check("training.get_batch", get_batch, quiet=True)
 
 
 # ----------------------------------------------------------------------------- get_batch: wrong ones fail
@@ -157,7 +157,7 @@ def test_zero_after_the_end_is_rejected():
 
 def test_returning_a_tensor_is_accepted_but_a_list_is_not():
     good = _lr(lambda s, hi, lo, w, m: torch.tensor(hi * (s + 1) / w if s < w else (lo if s >= m else _cos(s, hi, lo, w, m)), dtype=torch.float64))
-    assert check("training.lr_at", good, quiet=True) is True
+    assert check("training.lr_at", good, quiet=True)
     bad = _lr(lambda s, hi, lo, w, m: [hi])
     rejects("training.lr_at", bad)
 
@@ -268,4 +268,4 @@ def test_returning_a_0d_tensor_is_accepted():
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         return total
-    assert check("training.train_step", _ts(loop), quiet=True) is True
+    assert check("training.train_step", _ts(loop), quiet=True)

@@ -11,7 +11,7 @@ Each chapter's exercises live in a module named after the chapter (attention.py,
 from __future__ import annotations
 
 from llmlab.checks.core import CHAPTERS, REGISTRY, CheckFailed, Exercise, get_exercise, load_all
-from llmlab.checks.feedback import check, evaluate
+from llmlab.checks.feedback import Passed, check, evaluate
 
 
 def exercises() -> list[dict]:
@@ -21,4 +21,4 @@ def exercises() -> list[dict]:
     return rows
 
 
-__all__ = ["CHAPTERS", "CheckFailed", "Exercise", "check", "evaluate", "exercises", "get_exercise", "load_all", "REGISTRY"]
+__all__ = ["CHAPTERS", "CheckFailed", "Passed", "Exercise", "check", "evaluate", "exercises", "get_exercise", "load_all", "REGISTRY"]

@@ -113,6 +113,21 @@ def diagnose(ex: Exercise, outputs: list[tuple[int, Any, tuple]], mistake_output
 
 
 # ----------------------------------------------------------------------------- in the notebook
+@dataclass(frozen=True)
+class Passed:
+    """What `check()` returns when every probe passed: true in an `if`, and displayed as nothing in a
+    notebook (the "✔ ... checks passed" line has said it; IPython would otherwise echo `True`)."""
+
+    exercise: str
+    checks: int
+
+    def __bool__(self) -> bool:
+        return True
+
+    def _ipython_display_(self) -> None:  # IPython calls this instead of showing a repr
+        pass
+
+
 def evaluate(ex: Exercise, candidate: Callable, seed: int = 0) -> list[Verdict]:
     """Run every probe on `candidate` here and judge it. Raises NotImplementedYet for a stub."""
     cases = []
@@ -132,7 +147,8 @@ def evaluate(ex: Exercise, candidate: Callable, seed: int = 0) -> list[Verdict]:
 def check(exercise_id: str, candidate: Callable, seed: int = 0, quiet: bool = False) -> bool | None:
     """Check a learner's function or class against every probe of an exercise.
 
-    Pass: prints "✔ id — N checks passed" and returns True. A stub still raising
+    Pass: prints "✔ id — N checks passed" and returns a `Passed` (true; a notebook shows nothing for
+    it, so no stray `True` under the ✔ line). A stub still raising
     NotImplementedError: prints "… id: not implemented yet" and returns None, so the
     notebook carries on. Failure: raises CheckFailed (an AssertionError) naming the first
     failed property, expected vs got, and a hint where the mistake is a known one.
@@ -152,4 +168,4 @@ def check(exercise_id: str, candidate: Callable, seed: int = 0, quiet: bool = Fa
         raise CheckFailed(failed[0].message, failed[0].hint, ex.id, failed[0].name)
     if not quiet:
         print(f"✔ {ex.id} — {len(verdicts)} checks passed")
-    return True
+    return Passed(ex.id, len(verdicts))

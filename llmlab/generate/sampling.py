@@ -1,5 +1,6 @@
 """Turning next-token distributions into text: greedy, temperature, top-k and top-p
-(nucleus) sampling, with a KV cache so each new token costs one position, not T.
+(nucleus) sampling, with a KV cache so each new token runs one position through the model
+instead of T (its attention still reads every cached key: O(T) per token, not constant).
 
     logits[V] --/temperature--> top-k filter --> top-p filter --> softmax --> sample
 
@@ -10,7 +11,8 @@
   `generate_text` goes from a prompt string to text, stopping at a length or a stop string.
 
 The KV cache (`llmlab.nn.attention.KVCache`) keeps every layer's keys and values, so after the
-prompt has been run once (the *prefill*) each step feeds only the newest token. Its greedy
+prompt has been run once (the *prefill*) each step feeds only the newest token (whose query
+still attends to every cached key; what is saved is recomputing the earlier tokens). Its greedy
 output is token-for-token the output without it. Once the text outgrows `block_size`, the
 model sees only the last `block_size` tokens; every position then shifts by one each step,
 so cached keys and values are stale and the exact answer needs a full recomputation: the

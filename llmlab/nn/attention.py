@@ -11,8 +11,9 @@ Self-attention takes q, k and v from the same tokens x; cross-attention (`cross=
 decoder of an encoder-decoder) takes q from x and k, v from another sequence, the `memory`.
 What a query may look at is the AND of three masks, merged with any additive bias into ONE
 bias by `attention_bias` before either path runs: `causal` (no future keys), `attn_mask`
-(True = may attend, PyTorch's convention) and `key_padding_mask` (True = padding, never
-attended to, as torch.nn.MultiheadAttention). A query left with nothing to attend to gets
+(True = may attend, as in F.scaled_dot_product_attention; torch.nn.MultiheadAttention's
+attn_mask uses the opposite, True = not allowed) and `key_padding_mask` (True = padding,
+never attended to, as torch.nn.MultiheadAttention). A query left with nothing to attend to gets
 weights 0 and output 0 on both paths, never nan.
 
 Positions are not this module's business: a `positions` object (see llmlab.nn.positional)
@@ -84,7 +85,8 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
                                  bias: torch.Tensor | None = None) -> torch.Tensor:
     """q[..., Tq, D], k[..., Tk, D], v[..., Tk, Dv] -> [..., Tq, Dv].
 
-    `mask` (bool, broadcastable to [..., Tq, Tk]): True = may attend, PyTorch's convention.
+    `mask` (bool, broadcastable to [..., Tq, Tk]): True = may attend, as in
+    F.scaled_dot_product_attention (nn.MultiheadAttention's attn_mask: True = not allowed).
     Why 1/sqrt(D)? With unit-variance q and k, q.k has variance D; dividing keeps the
     scores near unit scale so softmax does not saturate into a one-hot.
     """

@@ -67,8 +67,9 @@ def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def alibi_slopes(n_heads: int) -> torch.Tensor:
-    """The geometric slopes of ALiBi: 2^(-8/H), 2^(-16/H), ... (H a power of two); for other H
-    the paper interleaves the slopes of the two nearest powers of two."""
+    """The geometric slopes of ALiBi: 2^(-8/H), 2^(-16/H), ... (H a power of two). For other H, as the
+    paper's reference code: the slopes of the largest power of two below H, then every other slope of
+    twice that many heads (concatenated, not interleaved): 6 heads -> 2^-2, 2^-4, 2^-6, 2^-8, 2^-1, 2^-3."""
     def pow2(n: int) -> list[float]:
         start = 2 ** (-8 / n)
         return [start ** (i + 1) for i in range(n)]
