@@ -194,3 +194,35 @@ RIGHT = [
 @pytest.mark.parametrize("eid, impl", RIGHT, ids=[f"{e.split('.')[1]}-{i}" for i, (e, _) in enumerate(RIGHT)])
 def test_other_correct_implementations_pass(eid, impl):
     assert check(eid, impl, quiet=True)
+
+
+# ----------------------------------------------------------------------------- each exercise judged on its own
+def test_train_bpe_and_bpe_encode_are_judged_without_the_learners_helpers():
+    """A learner whose get_pair_counts is still a stub and whose merge is wrong: train_bpe and
+    bpe_encode, written right on top of them, still pass (the check lends them the course's helpers),
+    and the learner's own helpers are back in place afterwards."""
+    ns: dict = {}
+    exec(
+        "def get_pair_counts(ids):\n    raise NotImplementedError()\n"
+        "def merge(ids, pair, new_id):\n    return ids  # forgot to merge\n"
+        "def train_bpe(text, vocab_size):\n"
+        "    ids, merges = list(text.encode('utf-8')), {}\n"
+        "    for new_id in range(256, vocab_size):\n"
+        "        counts = get_pair_counts(ids)\n"
+        "        if not counts:\n            break\n"
+        "        pair = max(counts, key=counts.get)\n"
+        "        merges[pair] = new_id\n"
+        "        ids = merge(ids, pair, new_id)\n"
+        "    return merges\n"
+        "def bpe_encode(text, merges):\n"
+        "    ids = list(text.encode('utf-8'))\n"
+        "    while len(ids) >= 2:\n"
+        "        pair = min(get_pair_counts(ids), key=lambda p: merges.get(p, float('inf')))\n"
+        "        if pair not in merges:\n            break\n"
+        "        ids = merge(ids, pair, merges[pair])\n"
+        "    return ids\n", ns)
+    stub, broken = ns["get_pair_counts"], ns["merge"]
+    assert check("tokenization.train_bpe", ns["train_bpe"], quiet=True)
+    assert check("tokenization.bpe_encode", ns["bpe_encode"], quiet=True)
+    assert ns["get_pair_counts"] is stub and ns["merge"] is broken
+    rejects("tokenization.merge", broken)  # the bug is charged to merge itself

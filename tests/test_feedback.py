@@ -167,3 +167,30 @@ def test_the_grader_grades_an_exercise_that_takes_a_model(tmp_path):
     assert spec["class"] == "GPT" and all(type(t) is torch.Tensor for t in spec["state"].values())  # plain data, no pickle
     r = grader.grade_submission(Submission("right", "right.ipynb", tmp_path / "right.ipynb"), tmp_path).exercises["generation.greedy_generate"]
     assert r.score == r.max_score == 2.0 and all(v.passed for v in r.probes), [v.text() for v in r.probes]
+
+
+BPE_WITH_A_BROKEN_MERGE = [
+    "def get_pair_counts(ids):\n    counts = {}\n    for pair in zip(ids, ids[1:]):\n        counts[pair] = counts.get(pair, 0) + 1\n    return counts\n",
+    "def merge(ids, pair, new_id):\n    return list(ids)  # forgot to merge\n",
+    "def train_bpe(text, vocab_size):\n    ids, merges = list(text.encode('utf-8')), {}\n    for new_id in range(256, vocab_size):\n"
+    "        counts = get_pair_counts(ids)\n        if not counts:\n            break\n        pair = max(counts, key=counts.get)\n"
+    "        merges[pair] = new_id\n        ids = merge(ids, pair, new_id)\n    return merges\n",
+    "def bpe_encode(text, merges):\n    ids = list(text.encode('utf-8'))\n    while len(ids) >= 2:\n"
+    "        pair = min(get_pair_counts(ids), key=lambda p: merges.get(p, float('inf')))\n        if pair not in merges:\n            break\n"
+    "        ids = merge(ids, pair, merges[pair])\n    return ids\n",
+]
+
+
+@pytest.mark.slow
+def test_one_broken_helper_costs_that_exercise_only_in_the_grader(tmp_path):
+    """Issue 11: train_bpe and bpe_encode call the student's merge; a bug there used to cost 6 of 7 points."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in BPE_WITH_A_BROKEN_MERGE]
+    nbformat.write(nb, str(tmp_path / "bpe.ipynb"))
+    ids = ["tokenization.get_pair_counts", "tokenization.merge", "tokenization.train_bpe", "tokenization.bpe_encode"]
+    grader = Grader(ids, seed=11, limits=Limits(cell_timeout=10.0, submission_timeout=120.0, memory_mb=1536))
+    res = grader.grade_submission(Submission("bpe", "bpe.ipynb", tmp_path / "bpe.ipynb"), tmp_path).exercises
+    scores = {i: (res[i].score, res[i].max_score) for i in ids}
+    assert scores["tokenization.get_pair_counts"] == (1.0, 1.0)
+    assert scores["tokenization.merge"][0] < scores["tokenization.merge"][1]
+    assert scores["tokenization.train_bpe"] == (3.0, 3.0) and scores["tokenization.bpe_encode"] == (2.0, 2.0), scores

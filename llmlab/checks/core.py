@@ -247,6 +247,26 @@ def call(fn: Callable, *args) -> Any:
     return fn(*args)
 
 
+def judged_alone(helpers: dict[str, Callable], run: Callable = call) -> Callable:
+    """A probe's `run` that judges the candidate on its own: while it runs, each name in `helpers`
+    that the candidate's namespace (the learner's notebook) defines points to the course's version,
+    and is put back afterwards. A bug, or a stub, in the learner's own `merge` then costs the `merge`
+    exercise only, not `train_bpe` too, in the notebook and in the grader alike."""
+
+    def alone(fn, *args):
+        g = getattr(fn, "__globals__", None)
+        if not isinstance(g, dict):
+            return run(fn, *args)
+        saved = {name: g[name] for name in helpers if name in g}
+        g.update({name: helpers[name] for name in saved})
+        try:
+            return run(fn, *args)
+        finally:
+            g.update(saved)
+
+    return alone
+
+
 def clone_args(args: tuple) -> tuple:
     """Fresh copies, so a candidate that mutates its inputs cannot spoil the reference's run."""
     def c(a):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, describe, equal, register
+from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, describe, equal, judged_alone, register
 from llmlab.text import tokenizers as ref
 
 # a few hundred characters of English built from these words keep every probe fast in pure Python
@@ -286,7 +286,18 @@ def _train_wrong(select="first", start=256, extra=0, recount=True, to_ids="bytes
     return train_bpe
 
 
-register(Exercise(
+# train_bpe and bpe_encode are judged on their own: the learner's get_pair_counts and merge (which
+# they call) are the course's while they run, so one bug in merge costs the merge exercise only.
+HELPERS = {"get_pair_counts": ref.get_pair_counts, "merge": ref.merge}
+
+
+def _alone(ex: Exercise) -> Exercise:
+    for probe in ex.probes:
+        probe.run = judged_alone(HELPERS, probe.run)
+    return ex
+
+
+register(_alone(Exercise(
     id="tokenization.train_bpe",
     signature="train_bpe(text: str, vocab_size: int) -> dict[tuple[int, int], int]  # byte-level merges, ids from 256; ties go to the pair seen first",
     reference=reference_train_bpe,
@@ -316,7 +327,7 @@ register(Exercise(
         Mistake("work on UTF-8 bytes, list(text.encode('utf-8')), not on characters (ord)", _train_wrong(to_ids="chars")),
         Mistake("apply each merge to the ids (ids = merge(ids, pair, new_id)) before counting again", _train_wrong(update=False)),
     ],
-))
+)))
 
 
 # ----------------------------------------------------------------------------- bpe_encode
@@ -368,7 +379,7 @@ def _encode_wrong(mode):
     return bpe_encode
 
 
-register(Exercise(
+register(_alone(Exercise(
     id="tokenization.bpe_encode",
     signature="bpe_encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]",
     reference=ref.bpe_encode,
@@ -395,4 +406,4 @@ register(Exercise(
         Mistake("encoding does not count frequencies: at each step merge the pair with the lowest id in `merges`", _encode_wrong("most_frequent")),
         Mistake("encode the UTF-8 bytes, list(text.encode('utf-8')), not the characters", _encode_wrong("chars")),
     ],
-))
+)))
