@@ -124,6 +124,8 @@ class MHA(nn.Module):
 
     def __init__(self, d_model, n_heads, causal=True):
         super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")  # as the task asks
         self.n_heads, self.causal = n_heads, causal
         self.c_attn = nn.Linear(d_model, 3 * d_model)
         self.c_proj = nn.Linear(d_model, d_model)
@@ -166,6 +168,18 @@ def test_the_learner_style_module_itself_passes():
 ])
 def test_mha_bank(impl, hint):
     rejects("attention.MultiHeadAttention", impl, hint)
+
+
+def test_mha_that_builds_with_indivisible_heads_is_rejected():
+    class NoCheck(MHA):
+        def __init__(self, d_model, n_heads, causal=True):
+            nn.Module.__init__(self)
+            self.n_heads, self.causal = n_heads, causal
+            self.c_attn = nn.Linear(d_model, 3 * d_model)
+            self.c_proj = nn.Linear(d_model, d_model)
+
+    e = rejects("attention.MultiHeadAttention", NoCheck, hint="raise ValueError")
+    assert "'no error', expected 'ValueError'" in e.message
 
 
 def test_mha_without_the_gpt2_submodules_is_told_their_names():

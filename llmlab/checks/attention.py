@@ -174,10 +174,23 @@ def _mha_future(cls, C, H, causal, x, *w):
         return m(x2)[:, :3] - m(x)[:, :3]
 
 
+def _mha_refuses(cls, C, H):
+    """What building the module with a width its heads cannot split gives: the task asks for a ValueError."""
+    try:
+        cls(C, H, causal=True)
+    except ValueError:
+        return "ValueError"
+    except Exception as e:  # noqa: BLE001 - named in the feedback
+        return type(e).__name__
+    return "no error"
+
+
 def _mha_variant(order="qkv", split="bthd", proj=True, causal_ok=True, scale=True, merge="bthd", always_causal=False, scale_by="D", axis=-1):
     class WrongMHA(torch.nn.Module):
         def __init__(self, d_model, n_heads, causal=True):
             super().__init__()
+            if d_model % n_heads:  # each variant is wrong in one way only
+                raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
             self.H, self.causal = n_heads, causal
             self.c_attn = torch.nn.Linear(d_model, 3 * d_model)
             self.c_proj = torch.nn.Linear(d_model, d_model)
@@ -212,6 +225,8 @@ register(Exercise(
         Probe("another head count: C=12 with 2 heads", _mha_inputs(12, 2, True, B=3, T=4), run=_mha_run),
         Probe("earlier outputs ignore later tokens (causality)", _mha_inputs(12, 3, True), run=_mha_future,
               hint="with causal=True each position may only attend to itself and earlier positions"),
+        Probe("d_model=10 with n_heads=3 raises a ValueError", lambda g: (10, 3), run=_mha_refuses, compare=equal("what building it raised"),
+              hint="check `d_model % n_heads` in __init__ and raise ValueError: each head needs d_model / n_heads channels"),
     ],
     mistakes=[
         Mistake("q, k and v come out of c_attn stacked in that order: q, k, v = c_attn(x).split(C, dim=2)", _mha_variant(order="kqv")),

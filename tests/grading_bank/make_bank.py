@@ -53,6 +53,8 @@ MHA_CODE = """\
 class MultiHeadAttention(nn.Module):
     def __init__(self, d_model, n_heads, causal=True):
         super().__init__()
+        if d_model % n_heads:
+            raise ValueError("d_model must be divisible by n_heads")
         self.H, self.causal = n_heads, causal
         self.c_attn = nn.Linear(d_model, 3 * d_model)
         self.c_proj = nn.Linear(d_model, d_model)
@@ -127,7 +129,7 @@ CASES: list[Case] = [
     # ------------------------------------------------------------------ honest students
     Case("honest_correct", "every exercise right", FULL, CORRECT, feedback=["Score: 10 / 10"]),
     Case("honest_partly_wrong", "softmax without the max trick, a mask without its diagonal, MHA without c_proj",
-         {SM: 1.5, CM: 0, SDPA: 3, MHA: 1},
+         {SM: 1.5, CM: 0, SDPA: 3, MHA: 1.6},  # MHA: 2 of 5 cases (causality, the ValueError) x 4 points
          _replace(_replace(_replace(CORRECT,
              SOFTMAX, "def softmax(x, dim=-1):\n    return x.exp() / x.exp().sum(dim=dim, keepdim=True)"),
              CAUSAL_MASK, "def causal_mask(T):\n    return torch.ones(T, T, dtype=torch.bool).tril(-1)"),
