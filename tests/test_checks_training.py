@@ -12,7 +12,7 @@ from _checks import assert_chapter, rejects
 from llmlab.checks import check, load_all
 
 load_all()
-IDS = ["training.get_batch", "training.lr_at", "training.train_step"]
+IDS = ["training.get_batch", "training.lr_at", "training.train_step", "training.adamw_step"]
 
 
 def test_chapter_contract():
@@ -269,3 +269,143 @@ def test_returning_a_0d_tensor_is_accepted():
         opt.step()
         return total
     assert check("training.train_step", _ts(loop), quiet=True)
+
+
+# ----------------------------------------------------------------------------- adamw_step: correct variants pass
+def test_adamw_in_place_on_clones_the_way_torch_writes_it_passes():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        beta1, beta2 = betas
+        p, m, v = param.clone(), exp_avg.clone(), exp_avg_sq.clone()
+        p.mul_(1 - lr * weight_decay)
+        m.lerp_(grad, 1 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
+        denom = (v.sqrt() / math.sqrt(bc2)).add_(eps)
+        p.addcdiv_(m, denom, value=-lr / bc1)
+        return p, m, v
+    assert check("training.adamw_step", adamw_step, quiet=True)
+
+
+def test_adamw_with_the_papers_folded_step_size_and_scaled_eps_passes():
+    """Kingma & Ba's "more efficient" order: lr * sqrt(bc2) / bc1 as one step size. It is the same
+    update only if eps is scaled by sqrt(bc2) too: lr m/bc1 / (sqrt(v/bc2) + eps) = lr sqrt(bc2)/bc1 * m / (sqrt(v) + eps sqrt(bc2))."""
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        m = exp_avg * b1 + grad * (1 - b1)
+        v = exp_avg_sq * b2 + grad.pow(2) * (1 - b2)
+        sqrt_bc2 = math.sqrt(1 - b2 ** step)
+        step_size = lr * sqrt_bc2 / (1 - b1 ** step)
+        new = param - lr * weight_decay * param - step_size * m / (torch.sqrt(v) + eps * sqrt_bc2)
+        return new, m, v
+    assert check("training.adamw_step", adamw_step, quiet=True)
+
+
+# ----------------------------------------------------------------------------- adamw_step: wrong answers are rejected
+def test_adamw_updating_the_inputs_in_place_is_rejected():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        param.mul_(1 - lr * weight_decay)
+        exp_avg.mul_(b1).add_(grad, alpha=1 - b1)
+        exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = (exp_avg_sq / (1 - b2 ** step)).sqrt() + eps
+        param.sub_(lr * (exp_avg / (1 - b1 ** step)) / denom)
+        return param, exp_avg, exp_avg_sq
+    e = rejects("training.adamw_step", adamw_step)
+    assert e.probe == "leaves its inputs unchanged" and "in place" in e.message
+
+
+def test_adamw_adding_decay_to_the_gradient_is_rejected():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        grad = grad.add(param, alpha=weight_decay)  # "weight decay"
+        m = b1 * exp_avg + (1 - b1) * grad
+        v = b2 * exp_avg_sq + (1 - b2) * grad ** 2
+        update = (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt() + eps)
+        return param - lr * update, m, v
+    rejects("training.adamw_step", adamw_step, hint="L2 regularisation")
+
+
+def test_adamw_correcting_only_the_first_moment_is_rejected():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        param = param * (1 - lr * weight_decay)
+        m = b1 * exp_avg + (1 - b1) * grad
+        v = b2 * exp_avg_sq + (1 - b2) * grad ** 2
+        return param - lr * (m / (1 - b1 ** step)) / (v.sqrt() + eps), m, v
+    e = rejects("training.adamw_step", adamw_step)
+    assert "the new param" in e.message
+
+
+def test_adamw_eps_under_the_root_is_rejected():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        beta1, beta2 = betas
+        param = param - lr * weight_decay * param
+        exp_avg = beta1 * exp_avg + (1 - beta1) * grad
+        exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+        m_hat, v_hat = exp_avg / (1 - beta1 ** step), exp_avg_sq / (1 - beta2 ** step)
+        return param - lr * m_hat / torch.sqrt(v_hat + eps), exp_avg, exp_avg_sq
+    rejects("training.adamw_step", adamw_step, hint="eps goes outside the square root")
+
+
+def test_adamw_decaying_the_updated_parameter_is_rejected():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        m = b1 * exp_avg + (1 - b1) * grad
+        v = b2 * exp_avg_sq + (1 - b2) * grad ** 2
+        new_param = param - lr * (m / (1 - b1 ** step)) / (torch.sqrt(v / (1 - b2 ** step)) + eps)
+        new_param = new_param - lr * weight_decay * new_param
+        return new_param, m, v
+    rejects("training.adamw_step", adamw_step, hint="decay the parameter before the Adam update")
+
+
+def test_adamw_decay_without_the_learning_rate_is_rejected():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        param = param - weight_decay * param
+        m = exp_avg * b1 + grad * (1 - b1)
+        v = exp_avg_sq * b2 + grad.square() * (1 - b2)
+        return param - lr * (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt() + eps), m, v
+    rejects("training.adamw_step", adamw_step, hint="scaled by the learning rate")
+
+
+def test_adamw_folded_step_size_without_scaling_eps_is_rejected():
+    """The paper's efficient form with eps left as it is: in effect eps / sqrt(1 - beta2 ** step), 30 times eps on step 1."""
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        m = exp_avg * b1 + grad * (1 - b1)
+        v = exp_avg_sq * b2 + grad.pow(2) * (1 - b2)
+        step_size = lr * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
+        return param * (1 - lr * weight_decay) - step_size * m / (v.sqrt() + eps), m, v
+    e = rejects("training.adamw_step", adamw_step)
+    assert "the new param values differ" in e.message
+
+
+def test_adamw_swapped_betas_are_rejected():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        beta2, beta1 = betas  # unpacked the wrong way round
+        param = param * (1 - lr * weight_decay)
+        m = beta1 * exp_avg + (1 - beta1) * grad
+        v = beta2 * exp_avg_sq + (1 - beta2) * grad ** 2
+        return param - lr * (m / (1 - beta1 ** step)) / ((v / (1 - beta2 ** step)).sqrt() + eps), m, v
+    rejects("training.adamw_step", adamw_step)
+
+
+def test_adamw_returning_the_states_in_the_wrong_order_is_rejected():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        m = b1 * exp_avg + (1 - b1) * grad
+        v = b2 * exp_avg_sq + (1 - b2) * grad ** 2
+        p = param * (1 - lr * weight_decay) - lr * (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt() + eps)
+        return p, v, m
+    e = rejects("training.adamw_step", adamw_step)
+    assert "exp_avg values differ" in e.message
+
+
+def test_adamw_abs_instead_of_square_is_rejected():
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        m = b1 * exp_avg + (1 - b1) * grad
+        v = b2 * exp_avg_sq + (1 - b2) * grad.abs()
+        p = param * (1 - lr * weight_decay) - lr * (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt() + eps)
+        return p, m, v
+    rejects("training.adamw_step", adamw_step)

@@ -1,5 +1,6 @@
-"""Checks for chapter 07, training: `training.get_batch`, `training.lr_at` and
-`training.train_step` (one optimizer step with gradient accumulation).
+"""Checks for chapter 07, training: `training.get_batch`, `training.lr_at`,
+`training.train_step` (one optimizer step with gradient accumulation) and `training.adamw_step`
+(one AdamW update by hand).
 
 `get_batch` is random, so its probes check properties rather than values: the windows are
 contiguous pieces of the data with y one step ahead of x; thousands of windows drawn from
@@ -10,8 +11,13 @@ can be located in it from its first token.
 
 `train_step` runs on a one-layer GPT (V=11, T=6, C=12, H=3) with plain SGD, whose update
 is the gradient itself (scaled by lr), so a gradient that is n times too large, or that
-of one micro-batch only, changes the parameters visibly. References: llmlab.text.get_batch,
-llmlab.train.optim.lr_at, llmlab.train.optim.train_step.
+of one micro-batch only, changes the parameters visibly.
+
+`adamw_step` runs on float64 tensors and compares its three outputs separately and tightly; its
+reference equals torch.optim.AdamW to ~1e-16 (tests/test_adamw_step.py). A large eps (1e-3) makes
+"eps inside the root" visible (at eps = 1e-8 it moves the param by only ~1e-9); "decay after the
+update" differs by lr² · wd · update, ~1e-5 at lr = 0.01, wd = 0.1, far above the tolerance. References: llmlab.text.get_batch, llmlab.train.optim.lr_at,
+llmlab.train.optim.train_step, llmlab.train.optim.adamw_step.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import math
 
 import torch
 
-from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, is_real_tensor, register
+from llmlab.checks.core import CheckFailed, Exercise, Mistake, Probe, close, describe, is_real_tensor, register
 from llmlab.models.gpt import GPT, GPTConfig
 from llmlab.text import batches as data_ref
 from llmlab.train import optim as optim_ref
@@ -345,5 +351,116 @@ register(Exercise(
         Mistake("return the mean of the micro-batch losses, not their sum", _step(ret="sum")),
         Mistake("clip once, after all micro-batches have added their gradients (clipping inside the loop clips partial sums)", _step(clip="loop")),
         Mistake("clip the total gradient norm before optimizer.step(): torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)", _step(clip="never")),
+    ],
+))
+
+
+# ----------------------------------------------------------------------------- adamw_step
+def _adamw_inputs(shape=(3, 4), step=1, fresh=True, grad_scale=1.0, lr=1e-2, **hp):
+    """(param, grad, exp_avg, exp_avg_sq, step, hyper-parameters), all float64: the state is zero
+    on step 1 and random (exp_avg_sq >= 0, as a running mean of squares is) on a later step."""
+    hp = {"lr": lr, "weight_decay": 0.1, **hp}
+
+    def make(g):
+        def r(scale=1.0):
+            return torch.randn(*shape, generator=g, dtype=torch.float64) * scale
+        param, grad = r(), r(grad_scale)
+        if fresh:
+            m, v = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64)
+        else:
+            m, v = r(0.3 * grad_scale), r(0.5 * grad_scale) ** 2
+        return param, grad, m, v, step, hp
+    return make
+
+
+def _adamw_run(fn, param, grad, m, v, step, hp):
+    return fn(param, grad, m, v, step, **hp)
+
+
+def _adamw_keeps(fn, param, grad, m, v, step, hp):
+    """The outputs, or None when the call changed any of its four input tensors in place."""
+    inputs = (param, grad, m, v)
+    before = [x.clone() for x in inputs]
+    out = fn(param, grad, m, v, step, **hp)
+    return out if all(torch.equal(x, b) for x, b in zip(inputs, before)) else None
+
+
+ADAMW_OUTPUTS = ("the new param", "exp_avg", "exp_avg_sq")
+
+
+def _adamw_compare(got, expected, args):
+    """Each of the three outputs on its own, named. float64 inputs: the reference equals
+    torch.optim.AdamW to ~1e-16 (tests/test_adamw_step.py) and any correct rewriting of the
+    formula to ~1e-15, while every known mistake is off by > 1e-7 somewhere; atol 1e-10 +
+    rtol 1e-9 sits between the two with margins of 1e5 and 1e3 (rtol for the large gradients,
+    whose exp_avg_sq is ~1e6)."""
+    if got is None and expected is None:  # a known mistake that also mutates: diagnosis matches it
+        return
+    if got is None:
+        raise CheckFailed("your function changed an input tensor in place (param, grad, exp_avg or exp_avg_sq); "
+                          "compute new tensors (p = p * (1 - lr * wd), not p.mul_(...)) or work on clones")
+    if expected is None:
+        raise CheckFailed("your function leaves its inputs unchanged here, unlike this mistake")
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
+        raise CheckFailed(f"expected a tuple (param, exp_avg, exp_avg_sq) of 3 tensors, got {describe(got)}")
+    step, hp = args[4], args[5]
+    where = f" (step={step}, " + ", ".join(f"{k}={v}" for k, v in hp.items()) + ")"
+    for what, g_out, e_out in zip(ADAMW_OUTPUTS, got, expected):
+        try:
+            close(1e-10, 1e-9, what)(g_out, e_out)
+        except CheckFailed as f:
+            raise CheckFailed(f.message + where) from None
+
+
+def _adamw(bias="t", decay="decoupled", when="before", eps_in=False, square=True, lr_decay=True):
+    """A wrong AdamW step: one switch away from the reference."""
+    def adamw_step(param, grad, exp_avg, exp_avg_sq, step, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        if decay == "l2":
+            grad = grad + weight_decay * param
+        factor = 1 - lr * weight_decay if lr_decay else 1 - weight_decay
+        if decay == "decoupled" and when == "before":
+            param = param * factor
+        m = b1 * exp_avg + (1 - b1) * grad
+        v = b2 * exp_avg_sq + (1 - b2) * (grad * grad if square else grad)
+        t = {"t": step, "t-1": step - 1}.get(bias, step)
+        m_hat = m / (1 - b1 ** t) if bias != "none" else m
+        v_hat = v / (1 - b2 ** t) if bias != "none" else v
+        denom = (v_hat + eps).sqrt() if eps_in else v_hat.sqrt() + eps
+        param = param - lr * m_hat / denom
+        if decay == "decoupled" and when == "after":
+            param = param * factor
+        return param, m, v
+    return adamw_step
+
+
+register(Exercise(
+    id="training.adamw_step",
+    signature="adamw_step(param, grad, exp_avg, exp_avg_sq, step: int, *, lr: float, betas=(0.9, 0.999), eps=1e-8, "
+              "weight_decay=0.01) -> (param, exp_avg, exp_avg_sq)  # new tensors; step counts from 1",
+    reference=optim_ref.adamw_step,
+    points=3,
+    probes=[
+        Probe("the first step (step=1) from zero state", _adamw_inputs(), run=_adamw_run, compare=_adamw_compare),
+        Probe("a later step (step=7) from a running state", _adamw_inputs(step=7, fresh=False, lr=0.1), run=_adamw_run, compare=_adamw_compare),
+        Probe("weight_decay=0 is plain Adam", _adamw_inputs(step=4, fresh=False, weight_decay=0.0), run=_adamw_run, compare=_adamw_compare),
+        Probe("other betas and a large eps", _adamw_inputs(step=3, fresh=False, grad_scale=0.01, betas=(0.8, 0.95), eps=1e-3),
+              run=_adamw_run, compare=_adamw_compare),
+        Probe("large gradients (the step size does not grow with them)", _adamw_inputs(step=5, fresh=False, grad_scale=1e3, lr=0.05),
+              run=_adamw_run, compare=_adamw_compare),
+        Probe("a 1-D parameter (a bias)", _adamw_inputs(shape=(7,), step=2, fresh=False), run=_adamw_run, compare=_adamw_compare),
+        Probe("leaves its inputs unchanged", _adamw_inputs(step=3, fresh=False), run=_adamw_keeps, compare=_adamw_compare),
+    ],
+    mistakes=[
+        Mistake("divide by the bias corrections: m_hat = exp_avg / (1 - beta1 ** step), v_hat = exp_avg_sq / (1 - beta2 ** step) "
+                "(the state starts at 0, so without them the early steps are far too small)", _adamw(bias="none")),
+        Mistake("that is L2 regularisation (weight_decay * param added to the gradient, so it goes through m and v); AdamW decouples it: "
+                "param = param * (1 - lr * weight_decay), and the gradient stays as it is", _adamw(decay="l2")),
+        Mistake("decay the parameter before the Adam update, from the old value: param * (1 - lr * weight_decay) first, then subtract the step",
+                _adamw(when="after")),
+        Mistake("eps goes outside the square root: m_hat / (sqrt(v_hat) + eps), not m_hat / sqrt(v_hat + eps)", _adamw(eps_in=True)),
+        Mistake("step counts from 1: the bias corrections are 1 - beta ** step (with step - 1 the first step divides by 0)", _adamw(bias="t-1")),
+        Mistake("exp_avg_sq is a running mean of the *squared* gradient: beta2 * exp_avg_sq + (1 - beta2) * grad ** 2", _adamw(square=False)),
+        Mistake("the decay is scaled by the learning rate: param * (1 - lr * weight_decay), not param * (1 - weight_decay)", _adamw(lr_decay=False)),
     ],
 ))

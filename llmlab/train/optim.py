@@ -6,6 +6,8 @@ schedule, gradient accumulation, mixed precision and compilation.
 
 * `lr_at`: linear warmup, then cosine decay to `min_lr` (Loshchilov & Hutter 2017, as GPT-3).
 * `param_groups`: weight decay on matrices only (Loshchilov & Hutter 2019, "Decoupled weight decay").
+* `adamw_step`: one AdamW update written out on plain tensors (what `torch.optim.AdamW` computes;
+  `make_optimizer` still uses torch's fused kernel, this is for reading and for exercise 07.4).
 * `train_step`: one optimizer step over one or more micro-batches; `Trainer` in llmlab.train uses it.
 * `resolve_amp_dtype`, `maybe_compile`: bf16/fp16 autocast where the device has it, and
   torch.compile where it can work (else a warning and eager mode).
@@ -71,6 +73,35 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         else:
             no_decay.append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def adamw_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: int, *,
+               lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+               weight_decay: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One AdamW step on one tensor of any shape, as `torch.optim.AdamW` computes it; returns new
+    tensors `(param, exp_avg, exp_avg_sq)` and leaves its inputs unchanged.
+
+    `step` is the number of this step, counted from 1 (the first step has zero state,
+    `exp_avg = exp_avg_sq = zeros_like(param)`). With t = step, (b1, b2) = betas:
+
+        p <- p - lr * weight_decay * p          decoupled decay, before the Adam update, scaled by lr
+        m <- b1 * m + (1 - b1) * g              running mean of the gradient
+        v <- b2 * v + (1 - b2) * g**2           running mean of its square
+        m_hat = m / (1 - b1**t), v_hat = v / (1 - b2**t)      bias correction (the state starts at 0)
+        p <- p - lr * m_hat / (sqrt(v_hat) + eps)
+
+    >>> p, m, v = adamw_step(torch.tensor([1.0]), torch.tensor([2.0]), torch.zeros(1), torch.zeros(1), 1, lr=0.1, weight_decay=0.0)
+    >>> round(p.item(), 6), round(m.item(), 6), round(v.item(), 6)  # step 1 moves by lr * sign(g)
+    (0.9, 0.2, 0.004)
+    """
+    beta1, beta2 = betas
+    param = param * (1 - lr * weight_decay)
+    exp_avg = beta1 * exp_avg + (1 - beta1) * grad
+    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+    m_hat = exp_avg / (1 - beta1 ** step)
+    v_hat = exp_avg_sq / (1 - beta2 ** step)
+    param = param - lr * m_hat / (v_hat.sqrt() + eps)
+    return param, exp_avg, exp_avg_sq
 
 
 def fused_available(device: torch.device) -> bool:
