@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,13 @@ os.environ.setdefault("LLMLAB_FAST", "1")  # notebook kernels inherit this: shor
 os.environ.setdefault("LLMLAB_DEVICE", "cpu")
 # Two pytest workers on two cores: one torch thread each (kernels inherit it), or they thrash.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for the JupyterLab, make-lab and DDP tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def pytest_configure(config):

@@ -22,7 +22,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from llmlab import models
 from llmlab.checks.core import CheckFailed
+from llmlab.models import MODELS
 
 
 def as_module(m, what: str) -> nn.Module:
@@ -78,26 +80,19 @@ def run_module(m: nn.Module, *args, **kwargs):
 # ----------------------------------------------------------------------------- models as arguments
 def model_spec(model: nn.Module) -> dict:
     """A course model as plain data (class name, config dict, weights) that can cross the grader's
-    sandbox boundary; `build_model` turns it back into the model."""
+    sandbox boundary; `build_model` turns it back into the model. The classes are llmlab.models.MODELS,
+    the registry checkpoints use too."""
     cls = type(model).__name__
-    if cls not in _model_classes():
-        raise ValueError(f"model: expected one of {', '.join(_model_classes())}, got {cls}")
+    if cls not in MODELS:
+        raise ValueError(f"model: expected one of {', '.join(MODELS)}, got {cls}")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return {"class": cls, "config": model.config.to_dict(), "state": state}
 
 
 def build_model(spec: dict) -> nn.Module:
     """The course's model of `spec["class"]`, built from its config, with `spec["state"]` loaded, in eval mode."""
-    classes = _model_classes()
-    if not isinstance(spec, dict) or spec.get("class") not in classes:
-        raise ValueError(f"spec: expected {{'class': one of {', '.join(classes)}, 'config': ..., 'state': ...}}, got {spec!r:.80}")
-    model_cls, config_cls = classes[spec["class"]]
-    model = model_cls(config_cls.from_dict(dict(spec["config"])))
+    if not isinstance(spec, dict) or spec.get("class") not in MODELS:
+        raise ValueError(f"spec: expected {{'class': one of {', '.join(MODELS)}, 'config': ..., 'state': ...}}, got {spec!r:.80}")
+    model = models.build_model(dict(spec["config"]), spec["class"])
     model.load_state_dict(spec["state"])
     return model.eval()
-
-
-def _model_classes() -> dict[str, tuple[type, type]]:
-    from llmlab.models.gpt import GPT, GPTConfig
-
-    return {"GPT": (GPT, GPTConfig)}
