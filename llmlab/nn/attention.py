@@ -52,6 +52,20 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return e / e.sum(dim=dim, keepdim=True)
 
 
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Grouped-query attention's sharing (Ainslie et al. 2023): x[B, H_kv, T, D] -> [B, H_kv * n_rep, T, D],
+    each key/value head repeated n_rep times consecutively, so query head j reads kv head j // n_rep.
+
+    >>> repeat_kv(torch.arange(2.).view(1, 2, 1, 1), 3).flatten().tolist()
+    [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    """
+    if isinstance(n_rep, bool) or not isinstance(n_rep, int) or n_rep < 1:
+        raise ValueError(f"n_rep={n_rep!r}: expected a positive integer (query heads per key/value head)")
+    if x.dim() != 4:
+        raise ValueError(f"x: expected shape (B, H_kv, T, D), got shape {tuple(x.shape)}")
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)  # (B, H_kv * n_rep, T, D)
+
+
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """BoolTensor[T, T], True where query i may attend to key j, i.e. j <= i.
 
