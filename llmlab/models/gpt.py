@@ -91,7 +91,9 @@ class GPT(nn.Module):
                 pos=make_positional(cfg.pos_encoding, block_size=cfg.block_size, n_embd=cfg.n_embd, n_head=cfg.n_head, base=cfg.rope_base),
                 drop=nn.Dropout(cfg.dropout),
                 h=nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)]),
-                ln_f=make_norm(cfg),
+                # pre-LN leaves the residual stream un-normalised, so it needs a final norm; post-LN
+                # blocks already end in one (ln_2), and a second would only repeat it
+                ln_f=make_norm(cfg) if cfg.prenorm else nn.Identity(),
             )
         )
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
