@@ -63,6 +63,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     output layer when tied). It is not for biases and norm gains (a norm's gain pulled
     towards 0 fights the normalisation) nor for learned positions: `wpe` is a per-position
     bias added to the residual stream, not a map between channels, so we treat it like a bias.
+
+    The rule is by shape (dim >= 2 decays) with one exception *by name*: a parameter whose
+    name ends in `wpe.weight` (the course GPT's `transformer.pos.wpe.weight`). A model that
+    names its position table otherwise gets it decayed. nanoGPT's `configure_optimizers`
+    decays every tensor with dim >= 2, wpe included (GPT-2's choice is not published); this
+    is the course's choice, not a rule of the field.
     """
     decay, no_decay = [], []
     for name, p in model.named_parameters():  # tied weights appear once
