@@ -44,8 +44,50 @@ def shakespeare_path() -> Path:
     return p
 
 
+def uses_python_docs(path) -> bool:
+    """A notebook whose printed numbers come from the python-docs corpus (which varies by Python release)."""
+    try:
+        return "python-docs" in Path(str(path)).read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def relax_corpus_cells(items, pinned: bool) -> int:
+    """Where this Python's python-docs corpus is not the one the stored outputs were made with,
+    nbval still runs every cell of the notebooks that use it (an error still fails) but stops
+    comparing their outputs. Returns the number of cells relaxed."""
+    if pinned:
+        return 0
+    n, seen = 0, {}
+    for item in items:
+        options = getattr(item, "options", None)
+        if type(item).__name__ != "IPyNbCell" or not isinstance(options, dict):
+            continue
+        path = str(item.parent.fspath)
+        if path not in seen:
+            seen[path] = uses_python_docs(path)
+        if seen[path] and options.get("check"):
+            options["check"] = False
+            n += 1
+    return n
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("nbval", default=False):
+        return
+    from llmlab.text.corpora import python_docs_is_pinned
+
+    relax_corpus_cells(items, python_docs_is_pinned())
+
+
 def pytest_terminal_summary(terminalreporter):
     """Where the time went: the browser tests' share (issue 9 keeps that pass under 10 minutes)."""
+    if terminalreporter.config.getoption("nbval", default=False):
+        from llmlab.text.corpora import PYTHON_DOCS_PINNED, python_docs_is_pinned
+
+        if not python_docs_is_pinned():  # said here: under xdist the workers relaxed the cells
+            terminalreporter.write_line(f"python-docs corpus: this Python's pydoc_data differs from Python {PYTHON_DOCS_PINNED[0]}'s, with which the "
+                                        "lessons' outputs were stored: their notebooks ran without comparing printed outputs", yellow=True)
     total = browser = 0.0
     n_browser = 0
     for reports in terminalreporter.stats.values():
