@@ -18,6 +18,12 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 _BEGIN_RE = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
 _END_RE = re.compile(r"^\s*### END SOLUTION\s*$")
+# A written answer in a markdown cell sits between HTML comments, invisible where the solutions
+# notebook is rendered; the exercise notebook gets ANSWER_STUB in its place.
+MD_BEGIN, MD_END = "<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->"
+ANSWER_STUB = "*Your answer here.*"
+_MD_BEGIN_RE = re.compile(r"^\s*<!--\s*BEGIN SOLUTION\s*-->\s*$")
+_MD_END_RE = re.compile(r"^\s*<!--\s*END SOLUTION\s*-->\s*$")
 
 
 class NotebookError(ValueError):
@@ -33,25 +39,30 @@ def repo_root(start: Path | None = None) -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
-    """Replace every solution region of a cell's source by the stub; returns (source, regions)."""
+def strip_solutions(source: str, where: str = "cell", markdown: bool = False) -> tuple[str, int]:
+    """Replace every solution region of a cell's source by the stub; returns (source, regions).
+    Code cells mark a region with `### BEGIN SOLUTION` / `### END SOLUTION` lines (the stub raises
+    NotImplementedError); markdown cells (a written answer) with `<!-- BEGIN SOLUTION -->` /
+    `<!-- END SOLUTION -->` lines (the stub asks for the answer)."""
+    begin_re, end_re, begin, end, stub = (_MD_BEGIN_RE, _MD_END_RE, MD_BEGIN, MD_END, ANSWER_STUB) if markdown else (_BEGIN_RE, _END_RE, BEGIN, END, STUB)
     out: list[str] = []
-    inside, indent, n = False, "", 0
+    inside, n = False, 0
     for i, line in enumerate(source.splitlines(), 1):
-        m = _BEGIN_RE.match(line)
+        m = begin_re.match(line)
         if m:
             if inside:
-                raise NotebookError(f"{where}, line {i}: '{BEGIN}' inside another solution region")
-            inside, indent, n = True, m.group(1), n + 1
-            out.extend(indent + s for s in STUB.splitlines())
-        elif _END_RE.match(line):
+                raise NotebookError(f"{where}, line {i}: '{begin}' inside another solution region")
+            inside, n = True, n + 1
+            indent = "" if markdown else m.group(1)
+            out.extend(indent + s for s in stub.splitlines())
+        elif end_re.match(line):
             if not inside:
-                raise NotebookError(f"{where}, line {i}: '{END}' without a matching '{BEGIN}'")
+                raise NotebookError(f"{where}, line {i}: '{end}' without a matching '{begin}'")
             inside = False
         elif not inside:
             out.append(line)
     if inside:
-        raise NotebookError(f"{where}: '{BEGIN}' is never closed by '{END}'")
+        raise NotebookError(f"{where}: '{begin}' is never closed by '{end}'")
     return "\n".join(out), n
 
 
@@ -72,6 +83,8 @@ def make_exercise(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat
             total += n
             cell.outputs = []
             cell.execution_count = None
+        elif cell.cell_type == "markdown":
+            cell.source, _ = strip_solutions(cell.source, f"{name}, cell {k}", markdown=True)
         cell.get("metadata", {}).pop("execution", None)
     if total == 0:
         raise NotebookError(f"{name}: has no '{BEGIN}' region, so there is nothing for a student to write")

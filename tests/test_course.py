@@ -73,6 +73,22 @@ def test_make_exercise_clears_outputs_keeps_metadata_and_leaves_source_alone():
     assert ex.cells[0].source == "# Title"
 
 
+def test_written_answers_in_markdown_are_replaced_and_invisible_in_the_solution():
+    answer = ("**Question.** Why divide by the square root of D?\n\n<!-- BEGIN SOLUTION -->\n"
+              "**Model answer.** The dot product of two random D-vectors has variance D.\n<!-- END SOLUTION -->\nMore text.")
+    nb = _nb(nbformat.v4.new_markdown_cell(answer), nbformat.v4.new_code_cell(SOLVED))
+    ex = course.make_exercise(nb, "03_attention.ipynb")
+    assert ex.cells[0].source == "**Question.** Why divide by the square root of D?\n\n" + course.ANSWER_STUB + "\nMore text."
+    assert "variance" not in nbformat.writes(ex)
+    # the markers are HTML comments: the rendered solutions notebook shows no marker text
+    assert all(line.startswith("<!--") and line.endswith("-->") for line in answer.splitlines() if "SOLUTION" in line)
+    with pytest.raises(course.NotebookError, match="cell 0.*never closed"):
+        course.make_exercise(_nb(nbformat.v4.new_markdown_cell("<!-- BEGIN SOLUTION -->\nanswer"), nbformat.v4.new_code_cell(SOLVED)), "x.ipynb")
+    # a code marker in markdown (e.g. quoted in prose) is not a region
+    quoted = "Write your code between `### BEGIN SOLUTION` and `### END SOLUTION`."
+    assert course.make_exercise(_nb(nbformat.v4.new_markdown_cell(quoted), nbformat.v4.new_code_cell(SOLVED)), "x.ipynb").cells[0].source == quoted
+
+
 def test_notebook_without_solution_region_is_refused():
     with pytest.raises(course.NotebookError, match="nothing for a student"):
         course.make_exercise(_nb(nbformat.v4.new_code_cell("x = 1")), "x.ipynb")

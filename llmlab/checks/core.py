@@ -325,7 +325,7 @@ def register(ex: Exercise) -> Exercise:
 
 
 # chapter modules, in course order; importing one registers its exercises
-CHAPTERS = ("tokenization", "embeddings", "attention", "positional", "block", "gpt", "training", "generation")
+CHAPTERS = ("tokenization", "embeddings", "attention", "positional", "block", "gpt", "training", "generation", "pretrained")
 
 _loaded = False
 
