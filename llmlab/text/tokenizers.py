@@ -8,13 +8,23 @@ Two tokenizers, both exact on round trips (`decode(encode(s)) == s`) for any Uni
   works on bytes so there is no unknown token). Training repeatedly merges the most
   frequent adjacent pair of ids into a new id (ids 256, 257, ...).
 
-Left out on purpose: special tokens, GPT-4's regex (it needs the third-party `regex`
-module for \\p{L}) and the speed tricks of production tokenizers.
-Reference: karpathy/minbpe, which this module follows closely.
+* `RankedBPETokenizer`: the same BPE run with a published vocabulary (GPT-2's, GPT-4's):
+  a tiktoken-style rank table {token bytes: id} is turned back into merges, and the
+  course's own merge loop then gives exactly tiktoken's ids (tests/test_vocabularies.py).
+
+Split patterns: `GPT2_SPLIT_PATTERN` approximates GPT-2's with Python's `re`;
+`GPT2_SPLIT_PATTERN_EXACT` is GPT-2's own, which needs the third-party `regex` module
+for \\p{L} / \\p{N}. `split_text` takes `re` when it can compile a pattern, else `regex`.
+
+Left out on purpose: special tokens (`<|endoftext|>` is not a merge: tiktoken adds it
+apart) and the speed tricks of production tokenizers.
+References: karpathy/minbpe, which this module follows closely (its GPT4Tokenizer for the
+rank tables); openai/gpt-2 `src/encoder.py` for GPT-2's pattern; openai/tiktoken.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -25,6 +35,42 @@ from pathlib import Path
 # "_" is in \w but is neither a letter nor a digit: like GPT-2 (\p{L}, \p{N}) we count it
 # with the punctuation, or re.findall would silently drop every underscore.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""
+
+# GPT-2's own pattern, as openai/gpt-2's src/encoder.py writes it (tiktoken's r50k_base uses
+# an equivalent, faster spelling). It needs the `regex` module: Python's `re` has no \p{..}.
+# Where the two differ (every code point compared, Unicode 14, Python 3.11):
+#   * "other numbers" and "letter numbers" (², ³, ½, Ⅻ, ①: Unicode No and Nl, ~1,100 code
+#     points) are digits here (\p{N}) but letters in GPT2_SPLIT_PATTERN (`re`'s \w holds them,
+#     its \d only holds decimal digits), so "x²" is one chunk there and "x", "²" here;
+#   * the separators U+001C..U+001F are whitespace for `re` (str.isspace) but not for \p{..}/regex;
+#   * code points assigned after Python's Unicode database (Cn there) can be letters to `regex`.
+# So "\x1c's" is ["\x1c", "'s"] there and ["\x1c'", "s"] here, and GPT-2's ids differ.
+# English prose without such characters splits identically with both.
+GPT2_SPLIT_PATTERN_EXACT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+@functools.lru_cache(maxsize=32)
+def compile_pattern(pattern: str):
+    """`re.compile(pattern)` when Python's `re` accepts it, else the `regex` module's compile
+    (for \\p{L}, \\p{N} and friends), so old patterns keep exactly their old behaviour."""
+    try:
+        return re.compile(pattern)
+    except re.error:
+        pass
+    try:
+        import regex
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"pattern={pattern!r} needs the third-party regex module (Python's re has no \\p{{L}}): pip install regex") from e
+    return regex.compile(pattern)
+
+
+def split_text(text: str, pattern: str | None) -> list[str]:
+    """The chunks BPE works inside: every match of `pattern` (no pattern: the whole text).
+
+    >>> split_text("Hello world's 123!", GPT2_SPLIT_PATTERN)
+    ['Hello', ' world', "'s", ' 123', '!']
+    """
+    return compile_pattern(pattern).findall(text) if pattern else [text]
 
 
 # ----------------------------------------------------------------------------- BPE pieces
@@ -71,7 +117,7 @@ def train_bpe(text: str, vocab_size: int, pattern: str | None = None) -> dict[tu
     """
     if vocab_size < 256:
         raise ValueError(f"vocab_size={vocab_size}: expected at least 256 (the byte alphabet)")
-    chunks = re.findall(pattern, text) if pattern else [text]
+    chunks = split_text(text, pattern)
     freq: dict[tuple[int, ...], int] = {}
     for chunk in chunks:  # dicts keep first-appearance order, which the tie rule needs
         key = tuple(chunk.encode("utf-8"))
@@ -98,7 +144,16 @@ def bpe_encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]:
     At each step we merge the pair present in the ids that was learned earliest (the
     lowest new id), exactly as training would have.
     """
-    ids = list(text.encode("utf-8"))
+    return apply_merges(list(text.encode("utf-8")), merges)
+
+
+def apply_merges(ids: list[int], merges: dict[tuple[int, int], int]) -> list[int]:
+    """The loop of `bpe_encode`, on ids instead of text: while some adjacent pair has a merge,
+    apply the one learned earliest (lowest new id) everywhere. Returns a new list.
+
+    >>> apply_merges([97, 97, 97, 98], {(97, 97): 256, (256, 97): 257})
+    [257, 98]
+    """
     while len(ids) >= 2:
         pairs = set(zip(ids, ids[1:]))
         pair = min(pairs, key=lambda p: merges.get(p, float("inf")))
@@ -149,6 +204,8 @@ class Tokenizer:
             return CharTokenizer(d["chars"], byte_fallback=d.get("byte_fallback", True))
         if kind == "bpe":
             merges = {(a, b): i for a, b, i in d["merges"]}
+            if "byte_ids" in d:  # a RankedBPETokenizer: bytes keep their published ids
+                return RankedBPETokenizer(merges, d["byte_ids"], pattern=d.get("pattern"))
             return BPETokenizer(merges, pattern=d.get("pattern"))
         raise ValueError(f"tokenizer type={kind!r}: expected 'char' or 'bpe'")
 
@@ -228,7 +285,7 @@ class BPETokenizer(Tokenizer):
         if not self.pattern:
             return bpe_encode(text, self.merges)
         out: list[int] = []
-        for chunk in re.findall(self.pattern, text):
+        for chunk in split_text(text, self.pattern):
             ids = self._cache.get(chunk)
             if ids is None:
                 ids = self._cache[chunk] = bpe_encode(chunk, self.merges)
@@ -249,3 +306,91 @@ class BPETokenizer(Tokenizer):
     def to_dict(self) -> dict:
         merges = [[a, b, i] for (a, b), i in sorted(self.merges.items(), key=lambda kv: kv[1])]
         return {"type": "bpe", "pattern": self.pattern, "merges": merges}
+
+
+# ----------------------------------------------------------------------------- published vocabularies
+def recover_merges(ranks: dict[bytes, int]) -> dict[tuple[int, int], int]:
+    """The merges behind a tiktoken-style rank table {token bytes: id}, in the course's ids.
+
+    GPT-2 and GPT-4 publish ranks, not merges: a token's rank is both its id and its merge
+    priority. Each token of two or more bytes was made by merging two earlier (lower-rank)
+    tokens; to find which, run the merges found so far on its bytes: they must stop at exactly
+    two pieces. Ids as this module writes them: a single byte is its byte value (0..255) and a
+    longer token its rank (all >= 256, as the single bytes hold ranks 0..255).
+
+    >>> recover_merges({**{bytes([i]): i for i in range(256)}, b"ab": 256, b"abb": 257})
+    {(97, 98): 256, (256, 98): 257}
+    """
+    byte_ids(ranks)  # validates the 256 single bytes
+    if sorted(ranks.values()) != list(range(len(ranks))):
+        raise ValueError(f"ranks: expected the ids 0..{len(ranks) - 1}, each once (a table with gaps or repeats is not a BPE vocabulary)")
+    merges: dict[tuple[int, int], int] = {}
+    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        if len(token) == 1:
+            continue
+        parts = apply_merges(list(token), merges)  # only merges of lower rank are known yet
+        if len(parts) != 2:
+            raise ValueError(f"ranks: token {token!r} (rank {rank}) is not one merge of two lower-rank tokens "
+                             f"(its bytes merge to {len(parts)} pieces): not a byte-level BPE rank table")
+        merges[(parts[0], parts[1])] = rank
+    return merges
+
+
+def byte_ids(ranks: dict[bytes, int]) -> list[int]:
+    """byte value -> its id in the table. GPT-2 gives "!" id 0 and byte 0 id 188: printable
+    bytes first (a quirk of its encoder.json), so ids and byte values differ."""
+    out = []
+    for b in range(256):
+        r = ranks.get(bytes([b]))
+        if r is None or not 0 <= r < 256:
+            raise ValueError(f"ranks: the single byte {bytes([b])!r} has rank {r}: expected every byte to have a rank in 0..255")
+        out.append(r)
+    if len(set(out)) != 256:
+        raise ValueError("ranks: two single bytes share a rank: expected 256 distinct ranks for the 256 bytes")
+    return out
+
+
+class RankedBPETokenizer(BPETokenizer):
+    """Byte-level BPE with a published vocabulary: ids are the table's (GPT-2's, GPT-4's).
+
+    Unlike BPETokenizer, the 256 single bytes keep the table's ids instead of their byte values
+    (GPT-2: "!" is 0, "A" is 32, byte 0 is 188): encoding runs the course's merge loop unchanged
+    in the course's ids (bytes 0..255, merged tokens = their rank) and renames the bytes left
+    unmerged at the end; decoding renames them back. Merged tokens need no renaming.
+
+    >>> from llmlab.text.vocabularies import course_tokenizer    # doctest: +SKIP
+    >>> course_tokenizer("r50k_base").encode("Hello world")     # doctest: +SKIP
+    [15496, 995]
+    """
+
+    def __init__(self, merges: dict[tuple[int, int], int], byte_ids: list[int], pattern: str | None = GPT2_SPLIT_PATTERN_EXACT):
+        super().__init__(merges, pattern)
+        if sorted(byte_ids) != list(range(256)):
+            raise ValueError("byte_ids: expected a permutation of 0..255 (the ids of the 256 single bytes)")
+        self.byte_ids = list(byte_ids)
+        self._byte_of = {i: b for b, i in enumerate(self.byte_ids)}  # table id -> byte value
+
+    @classmethod
+    def from_ranks(cls, ranks: dict[bytes, int], pattern: str | None = GPT2_SPLIT_PATTERN_EXACT) -> "RankedBPETokenizer":
+        """From a tiktoken rank table {token bytes: id} and its split pattern, e.g.
+        `llmlab.text.vocabularies.encoding_spec("cl100k_base")`'s "mergeable_ranks" and "pat_str"."""
+        return cls(recover_merges(ranks), byte_ids(ranks), pattern)
+
+    def encode(self, text: str) -> list[int]:
+        ids = super().encode(text)
+        return [self.byte_ids[i] if i < 256 else i for i in ids]
+
+    def _course_id(self, i: int) -> int:
+        i = int(i)
+        if not 0 <= i < self.vocab_size:
+            raise ValueError(f"ids: {i} is outside 0..{self.vocab_size - 1} (special tokens such as <|endoftext|> are not merges)")
+        return self._byte_of[i] if i < 256 else i
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return super().decode(self._course_id(i) for i in ids)
+
+    def token_bytes(self, i: int) -> bytes:
+        return self.vocab[self._course_id(i)]
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "byte_ids": self.byte_ids}
