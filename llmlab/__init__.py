@@ -10,7 +10,8 @@ Layers, each importing only from those below it (tests/test_layers.py):
     text | nn                                tokenizers, corpora, batches | attention, positions, norms, MLP, block
     models                                   the GPT (encoders and encoder-decoders next)
     train, generate                          the training loop and `llmlab train` | sampling and `llmlab sample`
-    viz, checks, course, grading, doctor     plots and widgets, exercise checks, the notebooks, the grader
+    viz, checks, course, grading, doctor,    plots and widgets, exercise checks, the notebooks, the grader,
+    prepare                                  and `llmlab prepare` (the caches the lessons read)
     cli                                      the `llmlab` command
 
 `import llmlab` needs nothing but Python: torch is imported when a name that needs it is used

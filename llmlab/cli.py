@@ -7,6 +7,7 @@
     llmlab train --config FILE ...     train a GPT            (llmlab.train.cli)
     llmlab sample --checkpoint PATH    sample from a checkpoint (llmlab.generate.cli)
     llmlab grade SUBMISSIONS ...       grade a class           (llmlab.grading)
+    llmlab prepare                     build the caches lessons 09+ read (llmlab.prepare)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ COMMANDS = [
     ("train", "llmlab.train.cli", "train a GPT from a TOML config"),
     ("sample", "llmlab.generate.cli", "generate text from a checkpoint"),
     ("grade", "llmlab.grading", "auto-grade a class of submitted notebooks"),
+    ("prepare", "llmlab.prepare", "build the caches the second half reads (SmolLM2's weights, tokenizer vocabularies)"),
 ]
 
 

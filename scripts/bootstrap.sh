@@ -56,3 +56,6 @@ if ! cmp -s scripts/lab-overrides.json "$lab_defaults" 2>/dev/null; then
   mkdir -p "$(dirname "$lab_defaults")"
   cp scripts/lab-overrides.json "$lab_defaults"
 fi
+# The caches the second half reads (SmolLM2's dequantised weights, the tokenizer vocabularies): built
+# once from installed packages (~20 s the first time, seconds after), so no lesson pays for them.
+"$VENV/bin/python" -m llmlab prepare || echo "bootstrap: some caches are not ready (see above); the lessons that need them say so" >&2

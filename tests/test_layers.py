@@ -10,7 +10,7 @@ and no module imports itself round a cycle.
     layer 6  llmlab.viz
     layer 7  llmlab.checks
     layer 8  llmlab.course
-    layer 9  llmlab.grading | llmlab.doctor
+    layer 9  llmlab.grading | llmlab.doctor | llmlab.prepare
     layer 10 llmlab.cli;  layer 11 llmlab.__main__
 
 The rule: a module may import a module of a lower layer, or one of its own package (llmlab.nn.block
@@ -37,7 +37,7 @@ LAYERS = [
     ["llmlab.viz"],
     ["llmlab.checks"],
     ["llmlab.course"],
-    ["llmlab.grading", "llmlab.doctor"],
+    ["llmlab.grading", "llmlab.doctor", "llmlab.prepare"],
     ["llmlab.cli"],
     ["llmlab.__main__"],
 ]

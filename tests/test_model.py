@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmlab.models.gpt import GPT, GPTConfig, count_parameters
+from llmlab.models.gpt import GPT, GPTConfig, count_parameters, parameter_breakdown
 from llmlab.nn.block import Block
 from llmlab.nn.mlp import MLP
 from llmlab.nn.norms import LayerNorm, RMSNorm, layer_norm
@@ -119,6 +119,53 @@ def test_closed_form_equals_built_model(tied, bias):
     cfg = tiny(tied=tied, bias=bias)
     model = GPT(cfg)
     assert count_parameters(cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_embd, tied=tied, bias=bias) == model.num_parameters()
+
+
+# every architectural choice that changes the count, each against the others (V=37, T=16, L=2, H=6, C=24)
+GRID = [
+    dict(),
+    dict(n_kv_head=2), dict(n_kv_head=1, bias=False), dict(n_kv_head=3, tied=False),
+    dict(activation="swiglu"), dict(activation="swiglu", mlp_hidden=40, bias=False), dict(activation="gelu_tanh", mlp_hidden=30),
+    dict(norm="rmsnorm"), dict(norm="rmsnorm", bias=False, tied=False), dict(norm="layernorm", bias=False),
+    dict(pos_encoding="rope"), dict(pos_encoding="alibi", tied=False), dict(pos_encoding="sinusoidal", n_kv_head=2),
+    dict(prenorm=False), dict(prenorm=False, norm="rmsnorm", pos_encoding="rope"),
+    dict(n_kv_head=2, activation="swiglu", mlp_hidden=64, norm="rmsnorm", bias=False, pos_encoding="rope", rope_layout="half"),  # a Llama
+]
+
+
+@pytest.mark.parametrize("kw", GRID, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "gpt2")
+def test_closed_form_equals_built_model_over_architectures(kw):
+    cfg = tiny(n_head=6, **kw)
+    model = GPT(cfg)
+    assert count_parameters(cfg) == model.num_parameters()
+    keys = {k: getattr(cfg, k) for k in ("n_head", "n_kv_head", "activation", "mlp_hidden", "norm", "pos_encoding", "prenorm")}
+    assert count_parameters(cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_embd, cfg.tied, cfg.bias, **keys) == model.num_parameters()
+    parts = parameter_breakdown(model)
+    assert sum(parts.values()) == model.num_parameters()
+    assert parts["head"] == (0 if cfg.tied else 37 * 24) and parts["embeddings"] == 37 * 24
+    assert parts["positions"] == (16 * 24 if cfg.pos_encoding == "learned" else 0)
+
+
+def test_parameter_breakdown_of_gpt2_small_on_meta():
+    with torch.device("meta"):  # shapes without storage
+        parts = parameter_breakdown(GPT(GPTConfig()))
+    C, L = 768, 12
+    assert parts == {"embeddings": 50257 * C, "positions": 1024 * C, "attention": L * (4 * C * C + 4 * C), "mlp": L * (8 * C * C + 5 * C),
+                     "norms": (2 * L + 1) * 2 * C, "head": 0}
+
+
+def test_count_parameters_refuses_half_a_call():
+    with pytest.raises(ValueError, match="n_kv_head=2: needs n_head"):
+        count_parameters(37, 16, 2, 24, n_kv_head=2)
+    with pytest.raises(ValueError, match="a GPTConfig already holds every size"):
+        count_parameters(tiny(), 16)
+
+
+def test_norm_eps_reaches_every_norm():
+    model = GPT(tiny(norm="rmsnorm", norm_eps=1e-3))
+    eps = {m.eps for m in model.modules() if isinstance(m, (RMSNorm, LayerNorm))}
+    assert eps == {1e-3}
+    assert {m.eps for m in GPT(tiny(norm_eps=2e-6)).modules() if isinstance(m, LayerNorm)} == {2e-6}
 
 
 def test_block_has_12C2_plus_13C_parameters():

@@ -217,3 +217,41 @@ def test_rope_tables_give_the_same_numbers_as_computing_the_angles():
         torch.testing.assert_close(rq, P.apply_rope(q, offset=offset), atol=2e-6, rtol=0)
         torch.testing.assert_close(rk, P.apply_rope(k, offset=offset), atol=2e-6, rtol=0)
     assert "cis" not in rope.state_dict()  # checkpoints do not carry the table
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "half"])
+def test_rope_table_survives_a_change_of_dtype(layout):
+    """Module.to(dtype) casts buffers, a complex one to real (losing the sines): the table is kept
+    out of that, so a bfloat16 model still rotates. 2e-2: q is rounded to bfloat16 (8 bits of
+    mantissa; values below 4 here, where an ulp is 1.6e-2) before and after the rotation (measured: 1e-2);
+    dropping the sines is off by ~1."""
+    rope = P.make_positional("rope", block_size=16, n_embd=24, n_head=3, layout=layout)
+    rope.to(torch.bfloat16)
+    assert rope.cis.dtype == torch.complex64
+    q = torch.randn(2, 3, 5, 8, generator=torch.Generator().manual_seed(3))
+    rq, _ = rope.rotate(q.bfloat16(), q.bfloat16(), offset=4)
+    assert rq.dtype == torch.bfloat16
+    torch.testing.assert_close(rq.float(), P.apply_rope(q, offset=4, layout=layout), atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "half"])
+def test_rope_scores_depend_only_on_relative_position_in_both_layouts(layout):
+    g = torch.Generator().manual_seed(4)
+    q, k = torch.randn(1, 8, generator=g), torch.randn(1, 8, generator=g)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        return (P.apply_rope(q, offset=m, layout=layout) * P.apply_rope(k, offset=n, layout=layout)).sum()
+
+    # float32 on O(1) values: 1e-5 is a few ulps of the sum of 8 products
+    torch.testing.assert_close(score(7, 3), score(4, 0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(score(12, 9), score(3, 0), atol=1e-5, rtol=0)
+
+
+def test_half_layout_pairs_channel_i_with_i_plus_half():
+    x = torch.zeros(1, 8)
+    x[0, 1] = 1.0  # channel 1 pairs with channel 5 in the "half" layout, with channel 0 in the interleaved one
+    half = P.apply_rope(x, offset=1, layout="half")
+    assert set(half.nonzero()[:, 1].tolist()) == {1, 5}
+    assert set(P.apply_rope(x, offset=1).nonzero()[:, 1].tolist()) == {0, 1}
+    with pytest.raises(ValueError, match="layout='both'"):
+        P.apply_rope(x, layout="both")

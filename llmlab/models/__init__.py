@@ -1,5 +1,6 @@
 """Models built from llmlab.nn: the GPT, and a sequence classifier on its trunk; encoders and
-encoder-decoders next.
+encoder-decoders next. `load_smollm2` puts real pretrained weights (SmolLM2-135M-Instruct, read
+from a GGUF by llmlab.models.gguf) into the course's GPT.
 
 `MODELS` names every model class a checkpoint may hold, with its config class: a checkpoint
 stores the class name and the config as a plain dict, and `build_model` makes the model again.
@@ -11,6 +12,7 @@ from torch import nn
 
 from llmlab.models.classifier import ClassifierConfig, SequenceClassifier
 from llmlab.models.gpt import GPT, GPTConfig
+from llmlab.models.smollm2 import load_smollm2
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "GPT": (GPT, GPTConfig),
@@ -32,4 +34,4 @@ def build_model(config, name: str | None = None) -> nn.Module:
     raise ValueError(f"model config: expected one of {', '.join(c.__name__ for _, c in MODELS.values())}, got {type(config).__name__}")
 
 
-__all__ = ["MODELS", "GPT", "GPTConfig", "SequenceClassifier", "ClassifierConfig", "build_model"]
+__all__ = ["MODELS", "GPT", "GPTConfig", "SequenceClassifier", "ClassifierConfig", "build_model", "load_smollm2"]

@@ -5,7 +5,14 @@ width 4C, weight tying between the token embedding and the output layer, and GPT
 initialisation. Names match GPT-2's checkpoint (`wte`, `c_attn`, `c_fc`, `c_proj`,
 `ln_f`) except learned positions, which live at `pos.wpe`.
 
-Left out on purpose: loading OpenAI's weights, mixture of experts, grouped-query attention.
+The same class is a Llama (Touvron et al. 2023) when its config says so: RMSNorm, RoPE, SwiGLU,
+no biases, grouped-query attention (`n_kv_head`). That is how the course runs SmolLM2's real
+weights (llmlab.models.smollm2), with Hugging Face's logits.
+
+`count_parameters` is the size in closed form (lesson 05), `parameter_breakdown` where a built
+model's parameters sit (lesson 09).
+
+Left out on purpose: loading OpenAI's weights, mixture of experts, sliding-window attention.
 """
 
 from __future__ import annotations
@@ -19,13 +26,14 @@ from torch import nn
 
 from llmlab.nn.attention import KVCache
 from llmlab.nn.block import Block
-from llmlab.nn.mlp import ACTIVATIONS, MLP
+from llmlab.nn.mlp import ACTIVATIONS, MLP, swiglu_hidden
 from llmlab.nn.norms import NORMS, LayerNorm, RMSNorm, layer_norm, make_norm
-from llmlab.nn.positional import POS_ENCODINGS, make_positional
+from llmlab.nn.positional import POS_ENCODINGS, ROPE_LAYOUTS, make_positional
 
 # The GPT and its closed-form size, plus the parts it is built from (lesson 05 reaches them as
 # `ref.LayerNorm`, `ref.MLP`, ... through this module; they live in llmlab.nn).
-__all__ = ["GPT", "GPTConfig", "count_parameters", "run_trunk", "Block", "MLP", "LayerNorm", "RMSNorm", "layer_norm", "make_norm", "NORMS", "POS_ENCODINGS"]
+__all__ = ["GPT", "GPTConfig", "count_parameters", "parameter_breakdown", "run_trunk",
+           "Block", "MLP", "LayerNorm", "RMSNorm", "layer_norm", "make_norm", "NORMS", "POS_ENCODINGS"]
 
 
 @dataclass
@@ -34,6 +42,7 @@ class GPTConfig:
     block_size: int = 1024  # the longest context the model sees (T max)
     n_layer: int = 12  # transformer blocks
     n_head: int = 12  # attention heads per block (H)
+    n_kv_head: int | None = None  # key/value heads (H_kv), a divisor of n_head; fewer = grouped-query attention; None = n_head
     n_embd: int = 768  # model width (C); each head gets D = C / H
     dropout: float = 0.0  # on attention weights and residual branches; 0 for small data
     bias: bool = True  # biases in Linear layers and norms, as GPT-2
@@ -42,6 +51,8 @@ class GPTConfig:
     norm: str = "layernorm"  # one of NORMS
     prenorm: bool = True  # pre-LN (GPT-2) or post-LN (the original Transformer)
     rope_base: float = 10000.0  # base of the sinusoidal / RoPE frequencies
+    rope_layout: str = "interleaved"  # RoPE's pairs: "interleaved" (x[2i], x[2i+1]) as the paper, "half" (x[i], x[i + D/2]) as HF Llama
+    norm_eps: float = 1e-5  # the epsilon in the norms' sqrt(var + eps); Llamas store theirs (rms_norm_eps)
     activation: str = "gelu"  # the MLP's: "gelu", "gelu_tanh" (OpenAI's GPT-2), "swiglu" (Llama); see llmlab.nn.mlp
     mlp_hidden: int | None = None  # the MLP's inner width; None = 4C for GELU, llmlab.nn.mlp.swiglu_hidden(C) for SwiGLU
     fast_attention: bool = True  # use F.scaled_dot_product_attention
@@ -53,6 +64,14 @@ class GPTConfig:
                 raise ValueError(f"{name}={v!r}: expected a positive integer")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head needs n_embd / n_head channels")
+        h_kv = self.n_kv_head
+        if h_kv is not None and (isinstance(h_kv, bool) or not isinstance(h_kv, int) or h_kv < 1 or self.n_head % h_kv):
+            raise ValueError(f"n_kv_head={h_kv!r}: expected None or a positive divisor of n_head={self.n_head} "
+                             "(each key/value head serves n_head / n_kv_head query heads)")
+        if self.rope_layout not in ROPE_LAYOUTS:
+            raise ValueError(f"rope_layout={self.rope_layout!r}: expected one of {', '.join(ROPE_LAYOUTS)}")
+        if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
+            raise ValueError(f"norm_eps={self.norm_eps!r}: expected a small positive number such as 1e-5")
         if self.pos_encoding == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"pos_encoding='rope' needs an even head width, but n_embd / n_head = {self.n_embd // self.n_head}")
         if self.pos_encoding == "sinusoidal" and self.n_embd % 2:
@@ -88,7 +107,8 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
-                pos=make_positional(cfg.pos_encoding, block_size=cfg.block_size, n_embd=cfg.n_embd, n_head=cfg.n_head, base=cfg.rope_base),
+                pos=make_positional(cfg.pos_encoding, block_size=cfg.block_size, n_embd=cfg.n_embd, n_head=cfg.n_head, base=cfg.rope_base,
+                                    layout=cfg.rope_layout),
                 drop=nn.Dropout(cfg.dropout),
                 h=nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)]),
                 # pre-LN leaves the residual stream un-normalised, so it needs a final norm; post-LN
@@ -165,17 +185,63 @@ def run_trunk(transformer: nn.ModuleDict, cfg: GPTConfig, idx: torch.Tensor, cac
     return x
 
 
-def count_parameters(vocab_size: int, block_size: int, n_layer: int, n_embd: int, tied: bool = True, bias: bool = True) -> int:
-    """Closed-form parameter count of the course's GPT (learned positions, 4x MLP, final LayerNorm).
+def count_parameters(vocab_size: int | GPTConfig, block_size: int | None = None, n_layer: int | None = None, n_embd: int | None = None,
+                     tied: bool = True, bias: bool = True, *, n_head: int | None = None, n_kv_head: int | None = None, activation: str = "gelu",
+                     mlp_hidden: int | None = None, norm: str = "layernorm", pos_encoding: str = "learned", prenorm: bool = True) -> int:
+    """Closed-form parameter count of the course's GPT. With the defaults: learned positions,
+    a 4x GELU MLP, LayerNorms and a final one (GPT-2). The keyword-only arguments are the
+    GPTConfig fields that change the count; `count_parameters(cfg)` reads them all from a config.
 
     >>> count_parameters(50257, 1024, 12, 768)   # GPT-2 small
     124439808
+    >>> count_parameters(49152, 8192, 30, 576, bias=False, n_head=9, n_kv_head=3, activation="swiglu",
+    ...                  mlp_hidden=1536, norm="rmsnorm", pos_encoding="rope")   # SmolLM2-135M
+    134515008
     """
+    if isinstance(vocab_size, GPTConfig):
+        cfg = vocab_size
+        if (block_size, n_layer, n_embd) != (None, None, None):
+            raise ValueError("count_parameters(cfg): a GPTConfig already holds every size; pass nothing else")
+        return count_parameters(cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_embd, cfg.tied, cfg.bias, n_head=cfg.n_head, n_kv_head=cfg.n_kv_head,
+                                activation=cfg.activation, mlp_hidden=cfg.mlp_hidden, norm=cfg.norm, pos_encoding=cfg.pos_encoding, prenorm=cfg.prenorm)
+    if None in (block_size, n_layer, n_embd):
+        raise ValueError(f"block_size={block_size}, n_layer={n_layer}, n_embd={n_embd}: expected integers (or one GPTConfig alone)")
+    if n_kv_head is not None and n_head is None:
+        raise ValueError(f"n_kv_head={n_kv_head}: needs n_head too (a key/value head is n_embd / n_head wide)")
     C, b = n_embd, int(bias)
-    ln = C + b * C  # weight (+ bias)
-    attn = C * 3 * C + b * 3 * C + C * C + b * C  # c_attn + c_proj
-    mlp = C * 4 * C + b * 4 * C + 4 * C * C + b * C  # c_fc + c_proj
+    ln = C + b * C if norm == "layernorm" else C  # weight (+ bias); RMSNorm has no bias
+    kv = C if n_kv_head is None else n_kv_head * (C // n_head)  # width of k (and of v): H_kv * D
+    attn = C * (C + 2 * kv) + b * (C + 2 * kv) + C * C + b * C  # c_attn (q, k, v) + c_proj
+    if activation == "swiglu":
+        hidden = mlp_hidden or swiglu_hidden(C)
+        mlp = 3 * C * hidden + b * (2 * hidden + C)  # gate_proj, up_proj + down_proj
+    else:
+        hidden = mlp_hidden or 4 * C
+        mlp = 2 * C * hidden + b * (hidden + C)  # c_fc + c_proj
     per_layer = 2 * ln + attn + mlp
-    embeddings = vocab_size * C + block_size * C
+    embeddings = vocab_size * C + (block_size * C if pos_encoding == "learned" else 0)  # RoPE, ALiBi, sinusoids: nothing learned
     head = 0 if tied else vocab_size * C
-    return embeddings + n_layer * per_layer + ln + head
+    final = ln if prenorm else 0  # post-LN blocks end in a norm already: no ln_f
+    return embeddings + n_layer * per_layer + final + head
+
+
+def parameter_breakdown(model: nn.Module) -> dict[str, int]:
+    """Where a GPT's parameters sit: {"embeddings" (wte), "positions" (learned wpe), "attention",
+    "mlp", "norms" (the blocks' and ln_f), "head" (an untied lm_head; 0 when tied)} -> counts.
+    Attention, MLP and norms are summed over the n_layer blocks (every block is the same size, so
+    divide by n_layer for one). The values add up to model.num_parameters(): a shared tensor is
+    counted once, where it is first met (tied: in the embeddings).
+
+    >>> b = parameter_breakdown(GPT(GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=2)))
+    >>> b["embeddings"], b["positions"], b["attention"], b["head"]
+    (20, 8, 24, 0)
+    """
+    parts = {"embeddings": 0, "positions": 0, "attention": 0, "mlp": 0, "norms": 0, "head": 0}
+    where = [("transformer.wte.", "embeddings"), ("transformer.pos.", "positions"), ("lm_head.", "head"), (".attn.", "attention"),
+             (".cross_attn.", "attention"), (".mlp.", "mlp"), (".ln_", "norms"), ("transformer.ln_f.", "norms")]
+    for name, p in model.named_parameters():  # named_parameters() yields a shared tensor once
+        part = next((part for key, part in where if name.startswith(key) or (key.startswith(".") and key in name)), None)
+        if part is None:
+            raise ValueError(f"parameter {name!r}: not part of a GPT's embeddings, blocks or head; expected a model built like llmlab.models.gpt.GPT")
+        parts[part] += p.numel()
+    return parts

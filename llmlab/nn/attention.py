@@ -16,12 +16,18 @@ attn_mask uses the opposite, True = not allowed) and `key_padding_mask` (True = 
 never attended to, as torch.nn.MultiheadAttention). A query left with nothing to attend to gets
 weights 0 and output 0 on both paths, never nan.
 
+Grouped-query attention (Ainslie et al. 2023; Llama 2 70B, Mistral, SmolLM2): `n_kv_heads` < H
+key/value heads, each shared by H / n_kv_heads query heads. The KV cache then holds n_kv_heads
+heads, not H: the memory saving that is the point of it. Keys and values are widened to H heads
+with `repeat_kv` just before the scores (on the fast path PyTorch's `enable_gqa` does the same
+without the copy). n_kv_heads = 1 is multi-query attention (Shazeer 2019).
+
 Positions are not this module's business: a `positions` object (see llmlab.nn.positional)
 may rotate q and k (RoPE) or add a bias to the scores (ALiBi). A `KVCache` lets
 generation reuse the keys and values of earlier tokens, and a cross-attention layer's
 keys and values of the memory, which do not change while decoding.
 
-Left out on purpose: grouped-query attention, sliding windows, a memory of another width
+Left out on purpose: sliding windows, a memory of another width
 (PyTorch's kdim/vdim), float masks in `attn_mask` (additive biases come from `positions`).
 """
 
@@ -36,6 +42,10 @@ from einops import rearrange
 from torch import nn
 
 from llmlab.nn.hooks import hook
+
+# F.scaled_dot_product_attention(..., enable_gqa=True) reads each key/value head for its group of
+# query heads without copying them (torch >= 2.5); older torch gets repeat_kv on both paths.
+SDPA_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
 
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -152,8 +162,8 @@ def _check_mask(name: str, m: torch.Tensor | None, shape: tuple[int, ...], meani
 
 @dataclass
 class KVCache:
-    """Keys and values of the tokens seen so far, one entry per layer: [B, H, T_past, D];
-    `cross` holds each cross-attention layer's keys and values of the memory: [B, H, Tk, D],
+    """Keys and values of the tokens seen so far, one entry per layer: [B, H_kv, T_past, D] (H_kv = H
+    without grouped-query attention); `cross` holds each cross-attention layer's keys and values of the memory: [B, H_kv, Tk, D],
     projected from the memory of the first call and reused after it (a new memory needs a new cache)."""
 
     k: list[torch.Tensor | None] = field(default_factory=list)
@@ -168,7 +178,7 @@ class KVCache:
             self.k.append(None)
             self.v.append(None)
         if self.k[layer] is not None:
-            k = torch.cat([self.k[layer], k], dim=2)  # (B, H, T_past + T, D)
+            k = torch.cat([self.k[layer], k], dim=2)  # (B, H_kv, T_past + T, D)
             v = torch.cat([self.v[layer], v], dim=2)
         self.k[layer], self.v[layer] = k, v
         return k, v
@@ -178,22 +188,30 @@ class MultiHeadAttention(nn.Module):
     """H heads of width D = C / H attend in parallel; their outputs are concatenated and mixed.
 
     Names follow GPT-2's checkpoint: `c_attn` makes q, k, v in one matmul (stacked in that
-    order), `c_proj` mixes the heads back together. With `cross=True`, q comes from x through
-    `q_proj` and k, v (stacked) from the memory through `kv_proj`; there is no `c_attn`.
+    order: H·D rows of q, then H_kv·D of k, H_kv·D of v), `c_proj` mixes the heads back together.
+    With `cross=True`, q comes from x through `q_proj` and k, v (stacked) from the memory through
+    `kv_proj`; there is no `c_attn`. `n_kv_heads` (H_kv, default H) key/value heads, a divisor of H:
+    fewer is grouped-query attention, and H_kv = H is exactly GPT-2's attention.
     """
 
-    def __init__(self, d_model: int, n_heads: int, causal: bool = True, bias: bool = True, dropout: float = 0.0, fast: bool = True, *, cross: bool = False):
+    def __init__(self, d_model: int, n_heads: int, causal: bool = True, bias: bool = True, dropout: float = 0.0, fast: bool = True, *, cross: bool = False,
+                 n_kv_heads: int | None = None):
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}: each head needs d_model / n_heads channels")
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if isinstance(n_kv_heads, bool) or not isinstance(n_kv_heads, int) or n_kv_heads < 1 or n_heads % n_kv_heads:
+            raise ValueError(f"n_kv_heads={n_kv_heads!r}: expected a positive divisor of n_heads={n_heads} "
+                             "(each key/value head serves n_heads / n_kv_heads query heads)")
         if cross and causal:
             raise ValueError("causal=True with cross=True: queries and memory are different sequences, so there is no future to hide; pass causal=False")
-        self.d_model, self.n_heads, self.causal, self.cross = d_model, n_heads, causal, cross
+        self.d_model, self.n_heads, self.n_kv_heads, self.causal, self.cross = d_model, n_heads, n_kv_heads, causal, cross
+        kv_width = n_kv_heads * (d_model // n_heads)  # H_kv * D: C without grouped-query attention
         if cross:
             self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-            self.kv_proj = nn.Linear(d_model, 2 * d_model, bias=bias)
+            self.kv_proj = nn.Linear(d_model, 2 * kv_width, bias=bias)
         else:
-            self.c_attn = nn.Linear(d_model, 3 * d_model, bias=bias)
+            self.c_attn = nn.Linear(d_model, d_model + 2 * kv_width, bias=bias)
         self.c_proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
@@ -212,22 +230,24 @@ class MultiHeadAttention(nn.Module):
         if x.dim() != 3 or x.size(-1) != self.d_model:
             raise ValueError(f"x: expected shape (B, T, C) with last dimension d_model={self.d_model}, got shape {tuple(x.shape)}")
         B, T, C = x.shape
-        H = self.n_heads
+        H, H_kv = self.n_heads, self.n_kv_heads
         if self.cross:
             if positions is not None:
                 raise ValueError("positions: cross-attention takes none (queries and memory are different sequences)")
             q = rearrange(self.q_proj(x), "b t (h d) -> b h t d", h=H)  # (B, H, T, D)
-            k, v = self._memory_kv(memory, cache, B)  # (B, H, Tk, D) each
+            k, v = self._memory_kv(memory, cache, B)  # (B, H_kv, Tk, D) each
             bias = None
         else:
             if memory is not None:
                 raise ValueError("memory: this is self-attention; build MultiHeadAttention(..., causal=False, cross=True) to attend to a memory")
-            q, k, v = rearrange(self.c_attn(x), "b t (three h d) -> three b h t d", three=3, h=H)  # 3 x (B, H, T, D)
+            q, k, v = self.c_attn(x).split([C, C // H * H_kv, C // H * H_kv], dim=-1)  # (B, T, H*D), 2 x (B, T, H_kv*D)
+            q = rearrange(q, "b t (h d) -> b h t d", h=H)  # (B, H, T, D)
+            k, v = (rearrange(a, "b t (h d) -> b h t d", h=H_kv) for a in (k, v))  # (B, H_kv, T, D) each
             past = cache.length if cache is not None else 0
             if positions is not None:
                 q, k = positions.rotate(q, k, offset=past)  # RoPE; identity for other schemes
             if cache is not None:
-                k, v = cache.update(self.layer_idx, k, v)  # (B, H, past + T, D)
+                k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, past + T, D): the cache keeps H_kv heads
             bias = positions.attn_bias(T, k.size(2), offset=past) if positions is not None else None  # ALiBi: (H, T, Tk)
         Tk = k.size(2)
         _check_mask("key_padding_mask", key_padding_mask, (B, Tk), "True = padding", exact=True)
@@ -235,9 +255,15 @@ class MultiHeadAttention(nn.Module):
 
         p = self.dropout if self.training else 0.0
         slow = self.record_weights or not self.fast or "pattern" in self.hooks
+        gqa = {}  # grouped-query attention: widen k and v to H heads, or let SDPA read them shared (tests/test_gqa.py: the same)
+        if H_kv != H:
+            if slow or not SDPA_GQA:
+                k, v = repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv)  # (B, H, Tk, D): query head j reads kv head j // (H / H_kv)
+            else:
+                gqa = {"enable_gqa": True}
         if not slow and bias is None and key_padding_mask is None and attn_mask is None and (not self.causal or T == 1 or T == Tk):
             # the fast path: no mask tensor at all (one query of a cache step sees every key)
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal and T == Tk and T > 1)  # (B, H, T, D)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal and T == Tk and T > 1, **gqa)  # (B, H, T, D)
         else:
             bias, empty = attention_bias(T, Tk, causal=self.causal, attn_mask=attn_mask, key_padding_mask=key_padding_mask, bias=bias,
                                          dtype=q.dtype, device=x.device)  # (.., T, Tk), (.., T, 1)
@@ -252,7 +278,7 @@ class MultiHeadAttention(nn.Module):
                     w = F.dropout(w, self.dropout)
                 y = w @ v  # (B, H, T, Tk) @ (B, H, Tk, D) -> (B, H, T, D)
             else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # (B, H, T, D)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, **gqa)  # (B, H, T, D)
                 if empty is not None:
                     y = y.masked_fill(empty, 0.0)  # the same answer as the slow path, whatever the kernel does
         y = hook(self.hooks, "head_out", rearrange(y, "b h t d -> b t h d"))  # (B, T, H, D)
@@ -260,13 +286,13 @@ class MultiHeadAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
     def _memory_kv(self, memory: torch.Tensor | None, cache: KVCache | None, B: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The memory's keys and values, (B, H, Tk, D) each: projected once per cache, then reused."""
+        """The memory's keys and values, (B, H_kv, Tk, D) each: projected once per cache, then reused."""
         if cache is not None and self.layer_idx in cache.cross:
             return cache.cross[self.layer_idx]
         if memory is None or memory.dim() != 3 or memory.size(0) != B or memory.size(-1) != self.d_model:
             got = "None" if memory is None else f"shape {tuple(memory.shape)}"
             raise ValueError(f"memory: cross-attention expected shape (B, Tk, C) = ({B}, Tk, {self.d_model}), got {got}")
-        k, v = rearrange(self.kv_proj(memory), "b t (two h d) -> two b h t d", two=2, h=self.n_heads)  # 2 x (B, H, Tk, D)
+        k, v = rearrange(self.kv_proj(memory), "b t (two h d) -> two b h t d", two=2, h=self.n_kv_heads)  # 2 x (B, H_kv, Tk, D)
         if cache is not None:
             cache.cross[self.layer_idx] = (k, v)
         return k, v

@@ -32,9 +32,10 @@ class Block(nn.Module):
     def __init__(self, cfg, *, causal: bool | None = None, cross: bool | None = None, prenorm: bool | None = None,
                  activation: str | None = None, mlp_hidden: int | None = None, layer_idx: int = 0):
         """`cfg`: any object with n_embd and n_head (a GPTConfig will do). bias, dropout,
-        fast_attention, norm, prenorm, causal, cross, activation and mlp_hidden are read from it
-        where it has them (else GPT-2's choices: True, 0.0, True, "layernorm", True, True, False,
-        "gelu", None = the MLP's default width); a keyword argument that is not None overrides cfg.
+        fast_attention, norm, prenorm, causal, cross, activation, mlp_hidden and n_kv_head are read
+        from it where it has them (else GPT-2's choices: True, 0.0, True, "layernorm", True, True, False,
+        "gelu", None = the MLP's default width, None = n_head key/value heads); a keyword argument
+        that is not None overrides cfg. The norms also read norm_eps (default 1e-5).
         `layer_idx`: the slot of a KVCache the block's attention layers use."""
         super().__init__()
 
@@ -43,13 +44,14 @@ class Block(nn.Module):
 
         C, H = cfg.n_embd, cfg.n_head
         bias, dropout, fast = getattr(cfg, "bias", True), getattr(cfg, "dropout", 0.0), getattr(cfg, "fast_attention", True)
+        H_kv = getattr(cfg, "n_kv_head", None)  # grouped-query attention when fewer than H
         self.prenorm = setting("prenorm", prenorm, True)
         self.ln_1 = make_norm(cfg)
-        self.attn = MultiHeadAttention(C, H, causal=setting("causal", causal, True), bias=bias, dropout=dropout, fast=fast)
+        self.attn = MultiHeadAttention(C, H, causal=setting("causal", causal, True), bias=bias, dropout=dropout, fast=fast, n_kv_heads=H_kv)
         self.cross_attn: MultiHeadAttention | None = None
         if setting("cross", cross, False):
             self.ln_cross = make_norm(cfg)
-            self.cross_attn = MultiHeadAttention(C, H, causal=False, bias=bias, dropout=dropout, fast=fast, cross=True)
+            self.cross_attn = MultiHeadAttention(C, H, causal=False, bias=bias, dropout=dropout, fast=fast, cross=True, n_kv_heads=H_kv)
         self.ln_2 = make_norm(cfg)
         self.mlp = MLP(C, bias, dropout, activation=setting("activation", activation, "gelu"), hidden=setting("mlp_hidden", mlp_hidden, None))
         self.attn.layer_idx = layer_idx  # self- and cross-attention keep separate slots of a KVCache

@@ -41,7 +41,8 @@ class LayerNorm(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """x / sqrt(mean(x^2) + eps) * weight: LayerNorm without centring (Zhang & Sennrich 2019)."""
+    """x / sqrt(mean(x^2) + eps) * weight: LayerNorm without centring (Zhang & Sennrich 2019), and
+    without a bias. In float32 its operations are Hugging Face Llama's, in the same order: equal weights, equal bits."""
 
     def __init__(self, ndim: int, eps: float = 1e-5):
         super().__init__()
@@ -54,8 +55,10 @@ class RMSNorm(nn.Module):
 
 def make_norm(cfg) -> nn.Module:
     """The norm a config names: `cfg.norm` (default "layernorm") of width `cfg.n_embd`, with a
-    bias if `cfg.bias` (default True). Any object with those attributes will do."""
+    bias if `cfg.bias` (default True; RMSNorm never has one, as Llama's) and epsilon `cfg.norm_eps`
+    (default 1e-5). Any object with those attributes will do."""
     kind = getattr(cfg, "norm", "layernorm")
     if kind not in NORMS:
         raise ValueError(f"norm={kind!r}: expected one of {', '.join(NORMS)}")
-    return LayerNorm(cfg.n_embd, bias=getattr(cfg, "bias", True)) if kind == "layernorm" else RMSNorm(cfg.n_embd)
+    eps = getattr(cfg, "norm_eps", 1e-5)
+    return LayerNorm(cfg.n_embd, bias=getattr(cfg, "bias", True), eps=eps) if kind == "layernorm" else RMSNorm(cfg.n_embd, eps=eps)
