@@ -1,6 +1,7 @@
 """Chapter 08's checks: each passes the reference and the code of solutions/08_generation.ipynb,
 and rejects a bank of wrong implementations written the way learners write them (not copies
-of the checks' own `Mistake`s), with the right hint where the mistake is a known one."""
+of the checks' own `Mistake`s), with the right hint where the mistake is a known one. The banks of
+sample_generate and cached_attention_step are in tests/test_checks_sampling_cache.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from _checks import assert_chapter, rejects
 from llmlab.checks import check, load_all
 
 load_all()
-IDS = ["generation.top_k_filter", "generation.top_p_filter", "generation.greedy_generate"]
+IDS = ["generation.top_k_filter", "generation.top_p_filter", "generation.greedy_generate", "generation.sample_generate",
+       "generation.cached_attention_step"]
 
 
 def test_chapter_contract():
