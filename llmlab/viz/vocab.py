@@ -29,8 +29,10 @@ def plot_fertility(texts: Mapping[str, Sequence[Row]], course_prefix: str = "cou
         theirs = [r for r in rows if not r.name.startswith(course_prefix)]
         if ours:
             ax.plot([r.vocab_size for r in ours], [r.tokens_per_word for r in ours], "o-", label=f"{course_prefix} (trained here)")
+        markers = "sDv^P"  # distinct shapes: SmolLM2's 49,152 and GPT-2's 50,257 sit almost on one spot of a log axis
         for k, r in enumerate(theirs):
-            ax.plot([r.vocab_size], [r.tokens_per_word], "s", color=f"C{k + 1}", label=f"{r.name} ({r.tokens_per_word:.2f})")
+            ax.plot([r.vocab_size], [r.tokens_per_word], markers[k % len(markers)], color=f"C{k + 1}", markersize=8 - k % 3,
+                    markerfacecolor="none" if k % 2 else f"C{k + 1}", label=f"{r.name} ({r.tokens_per_word:.2f})")
         ax.axhline(RULE_OF_THUMB, color="grey", ls="--", lw=1, label="1,000 tokens ≈ 750 words (1.33)")
         ax.set_xscale("log", base=2)
         ticks = [256, 1024, 4096, 16384, 65536, 262144]
