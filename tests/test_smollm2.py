@@ -78,7 +78,8 @@ def test_config_comes_from_the_gguf_and_matches_transformers(ours, hf):
     assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.mlp_hidden, cfg.vocab_size, cfg.block_size) == (
         hc.num_hidden_layers, hc.hidden_size, hc.num_attention_heads, hc.num_key_value_heads, hc.intermediate_size, hc.vocab_size,
         hc.max_position_embeddings) == (30, 576, 9, 3, 1536, 49152, 8192)
-    assert cfg.norm_eps == hc.rms_norm_eps and cfg.rope_base == hc.rope_parameters["rope_theta"] == 100000.0
+    # the GGUF stores eps as float32; llmlab keeps the 7 digits float32 holds (1e-05), transformers the raw double
+    assert cfg.norm_eps == 1e-5 and abs(cfg.norm_eps - hc.rms_norm_eps) < 1e-12 and cfg.rope_base == hc.rope_parameters["rope_theta"] == 100000.0
     assert cfg.tied and hc.tie_word_embeddings and not cfg.bias and cfg.rope_layout == "half"
 
 
