@@ -195,7 +195,7 @@ class ALiBi(PositionalScheme):
         qpos = torch.arange(offset, offset + Tq, device=self.slopes.device)  # (Tq,)
         kpos = torch.arange(Tk, device=self.slopes.device)  # (Tk,)
         dist = (qpos[:, None] - kpos[None, :]).abs().float()  # (Tq, Tk)
-        return -self.slopes[:, None, None] * dist  # (H, Tq, Tk)
+        return -self.slopes[:, None, None] * dist + 0.0  # (H, Tq, Tk); + 0.0 turns -0.0 on the diagonal into 0.0
 
 
 def make_positional(kind: str, *, block_size: int, n_embd: int, n_head: int, base: float = 10000.0, layout: str = "interleaved") -> PositionalScheme:
