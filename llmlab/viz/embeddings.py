@@ -1,7 +1,8 @@
 """Pictures of embeddings (chapter 02): the bigram table, and where tokens sit.
 
 * `plot_bigram`: the count (or probability) table as a heatmap.
-* `plot_projection`: tokens placed by the 2-D PCA of their vectors, coloured by kind.
+* `plot_projection`: tokens placed by the 2-D PCA of their vectors, coloured by kind, their labels
+  nudged apart by `spread_labels` so that none hides another.
 * `plot_neighbours`: the nearest neighbours of a few tokens, as bars (the static fallback
   of the explorer).
 * `neighbourhood_explorer`: an ipywidgets picker: choose a token, see its neighbours.
@@ -58,24 +59,84 @@ def plot_bigram(table: torch.Tensor, labels: Sequence[str], title: str = "Bigram
     return fig
 
 
+def spread_labels(xy: torch.Tensor, sizes, iters: int = 300, pull: float = 0.02) -> torch.Tensor:
+    """Offsets[N, 2] that move label boxes centred at xy[N, 2] apart so that none overlaps
+    another (where that can be had). `sizes`: one (width, height) for all, or sizes[N, 2];
+    same units as xy (points on the page, say).
+
+    Some hundred rounds of pushing every overlapping pair apart, along the axis where they
+    overlap less, and (in the first half) pulling each label a little back to its point: the simple,
+    deterministic core of what adjustText does.
+
+    >>> spread_labels(torch.tensor([[0.0, 0.0], [0.0, 0.0]]), (10.0, 10.0)).abs().max() > 0
+    tensor(True)
+    """
+    if xy.dim() != 2 or xy.size(1) != 2:
+        raise ValueError(f"xy: expected shape (N, 2), got {tuple(xy.shape)}")
+    anchor = xy.detach().double()
+    n = anchor.size(0)
+    wh = torch.as_tensor(sizes, dtype=torch.float64).expand(n, 2)  # (N, 2)
+    if (wh <= 0).any():
+        raise ValueError("sizes: expected positive widths and heights")
+    reach = (wh[:, None, :] + wh[None, :, :]) / 2  # (N, N, 2): centre distance at which boxes i, j touch
+    k = torch.arange(n)
+    tie = torch.where(k[:, None] > k[None, :], 1.0, -1.0).double()  # labels on one spot: the later one goes right / up
+    pos = anchor.clone()
+    for it in range(iters):
+        d = pos[:, None, :] - pos[None, :, :]  # (N, N, 2): from label j to label i
+        over = reach - d.abs()  # (N, N, 2): overlap along x and along y
+        clash = (over > 0).all(-1)
+        clash.fill_diagonal_(False)
+        if not clash.any():
+            break
+        along_x = (over[..., 0] / reach[..., 0]) < (over[..., 1] / reach[..., 1])  # the shorter way out
+        sign = torch.where(d == 0, tie[..., None], torch.sign(d))
+        push = torch.zeros_like(d)
+        push[..., 0] = torch.where(clash & along_x, over[..., 0] * sign[..., 0], 0.0)
+        push[..., 1] = torch.where(clash & ~along_x, over[..., 1] * sign[..., 1], 0.0)
+        # each of a pair moves half the overlap (and a little more, so that they clear); the pull
+        # fades out, so that the last rounds only separate
+        pos = pos + 0.55 * push.sum(1) + pull * max(0.0, 1 - 2 * it / iters) * (anchor - pos)
+    return pos - anchor
+
+
 def plot_projection(points: torch.Tensor, labels: Sequence[str], title: str = "Character embeddings, 2-D PCA", groups: Sequence[str] | None = None):
-    """Scatter of points[N, 2] with each point written as its label, coloured by its group."""
+    """Each of points[N, 2] written as its label, coloured by its group. Labels that would
+    overlap are nudged apart (`spread_labels`); a moved one gets a dot at its true place and
+    a thin line to it."""
     if points.dim() != 2 or points.size(1) != 2 or len(labels) != points.size(0):
         raise ValueError(f"points, labels: expected shape (N, 2) and N labels, got {tuple(points.shape)} and {len(labels)}")
     groups = list(groups) if groups is not None else [char_group(c) for c in labels]
     p = points.detach().double()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for g in dict.fromkeys(groups):
-        idx = [i for i, x in enumerate(groups) if x == g]
-        ax.scatter(p[idx, 0], p[idx, 1], s=3, alpha=0.3, color=GROUP_COLOURS.get(g, "black"), label=g)
-        for i in idx:
-            ax.annotate(char_label(labels[i]), (p[i, 0].item(), p[i, 1].item()), fontsize=9, color=GROUP_COLOURS.get(g, "black"),
-                        ha="center", va="center")
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    ax.scatter(p[:, 0], p[:, 1], s=0)  # sets the limits; the labels mark the points
+    ax.margins(0.06)
     ax.set_xlabel("first principal component")
     ax.set_ylabel("second principal component")
     ax.set_title(title)
-    ax.legend(fontsize=7, markerscale=4, loc="best")
+    handles = [plt.Line2D([], [], ls="", marker="o", ms=5, color=GROUP_COLOURS.get(g, "black"), label=g) for g in dict.fromkeys(groups)]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
+    # now that the layout (and so the scale) is fixed: write each label on its point, measure
+    # the boxes, and move the ones that overlap (in points on the page)
+    style = dict(textcoords="offset points", fontsize=9, ha="center", va="center")
+    xy = [(p[i, 0].item(), p[i, 1].item()) for i in range(len(labels))]
+    texts = [ax.annotate(char_label(c), xy[i], xytext=(0, 0), **style) for i, c in enumerate(labels)]
+    renderer, to_pt = fig.canvas.get_renderer(), 72.0 / fig.dpi
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for t in texts:
+        t.remove()
+    centres = torch.tensor([[(b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2] for b in boxes], dtype=torch.float64) * to_pt  # (N, 2)
+    sizes = torch.tensor([[b.width, b.height] for b in boxes], dtype=torch.float64) * to_pt + 1.0  # (N, 2), 1 pt of air
+    offsets = spread_labels(centres, sizes)  # (N, 2) in points
+    for i, (c, g) in enumerate(zip(labels, groups)):
+        dx, dy = offsets[i].tolist()
+        colour = GROUP_COLOURS.get(g, "black")
+        moved = abs(dx) > sizes[i, 0] / 2 or abs(dy) > sizes[i, 1] / 2  # the point is no longer under its label
+        if moved:  # mark the true place, with a line from the label to it
+            ax.plot(*xy[i], "o", ms=2, color=colour)
+        ax.annotate(char_label(c), xy[i], xytext=(dx, dy), color=colour, **style,
+                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5, shrinkA=0, shrinkB=1) if moved else None)
     return fig
 
 

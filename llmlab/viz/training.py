@@ -1,6 +1,7 @@
-"""Pictures of training: the learning-rate schedule, and the speed / activation memory of
-the loop's features side by side. The live loss curve of a run is `llmlab.train.LossPlot`
-(`train(..., plot=True)`); `plot_history` draws a finished run's history the same way."""
+"""Pictures of training: the learning-rate schedule, loss curves, and the speed / activation
+memory of the loop's features side by side. The live loss curve of a run is `llmlab.train.LossPlot`
+(`train(..., plot=True)`); `plot_history` draws a finished run's history the same way, and
+`plot_runs` several runs' on one axis (smoothed by `running_mean`, which says so in the label)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,37 @@ def plot_lr_schedule(lr_at: Callable[..., float], max_steps: int, ax=None, **sch
         ax.axvline(schedule["warmup_steps"], color="0.6", ls=":", label="end of warmup")
     ax.axvline(max_steps, color="0.3", ls="--", label="max_steps")
     ax.set(xlabel="optimizer step", ylabel="learning rate", title="Linear warmup, then cosine decay to min_lr")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def running_mean(values: Sequence[float], window: int) -> list[float]:
+    """The mean of the last `window` values at each step (fewer at the start): a smoothed curve
+    that never looks ahead, so a jump shows where it happened.
+
+    >>> running_mean([1, 2, 3, 4], 2)
+    [1.0, 1.5, 2.5, 3.5]
+    """
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window={window!r}: expected a positive integer")
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_runs(runs: dict[str, Sequence[dict]], ax=None, window: int = 20, title: str = "Training loss", styles: dict[str, dict] | None = None):
+    """The training loss of several `train()` histories, {label: history}, each as a running
+    mean over `window` steps (the y label says so); `styles` gives per-label plot keywords."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3))
+    for label, history in runs.items():
+        losses = [r["train_loss"] for r in history]
+        ax.plot([r["step"] for r in history], running_mean(losses, window), lw=1.5, label=label, **(styles or {}).get(label, {}))
+    ax.set(xlabel="step", ylabel=f"training loss, mean of {window} steps" if window > 1 else "training loss", title=title)
     ax.legend(fontsize=8)
     return ax
 
