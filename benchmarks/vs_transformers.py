@@ -98,6 +98,8 @@ def time_train(a) -> None:
 
 
 def time_generate(a) -> None:
+    import transformers
+
     from llmlab.generate.sampling import generate
     from llmlab.models.smollm2 import chat_prompt, load_smollm2, load_transformers_reference
 
@@ -113,8 +115,11 @@ def time_generate(a) -> None:
             if name == "llmlab":
                 out = generate(ours, idx, n, temperature=0)
             else:
-                out = hf.generate(idx, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True,
-                                  attention_mask=torch.ones_like(idx), pad_token_id=tok.eos_id)
+                # no end-of-sequence token: both write exactly n tokens (min_new_tokens would instead forbid
+                # <|im_end|>, changing the distribution, so the tokens would differ once the model wants to stop)
+                out = hf.generate(idx, generation_config=transformers.GenerationConfig(
+                    max_new_tokens=n, do_sample=False, use_cache=True, eos_token_id=None, pad_token_id=tok.eos_id),
+                    attention_mask=torch.ones_like(idx))
         return time.perf_counter() - t0, out
 
     _, a_out = run("llmlab")  # warm-up, and the tokens to compare
