@@ -2,8 +2,10 @@
 top-p, and a panel of sliders for the three knobs.
 
 `filtered_distribution` is the arithmetic (the same steps as `llmlab.generate.sampling.sample_next`);
-`plot_filtering` draws it as bars; `sampling_panel` puts sliders on it and, below the widget,
-draws a static grid of settings (what nbval, a PDF export and the website show).
+`plot_filtering` draws it as bars, and `plot_filtering_grid` a few settings side by side;
+`sampling_panel` puts sliders on it. What the sliders add over a grid of settings is every value
+in between, so the panel's static copy (what nbval, a PDF export and the website show, where no
+kernel moves the sliders) is `plot_knob_sweep`: each knob swept over its slider's whole range.
 """
 
 from __future__ import annotations
@@ -73,10 +75,55 @@ def plot_filtering_grid(logits: torch.Tensor, labels: Sequence[str], settings: S
     return fig
 
 
+def knob_sweep(logits: torch.Tensor, n: int = 50) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each knob over its slider's range, the others off: {knob: (values, measure)}.
+
+    * "temperature" (0.1 .. 2.5): the effective number of candidates exp(entropy), from 1 (one sure
+      token) to V (uniform);
+    * "top-k" (1 .. V, at T = 1): the probability mass the k most likely tokens keep;
+    * "top-p" (0.05 .. 1, at T = 1): how many tokens are kept.
+    """
+    if logits.dim() != 1:
+        raise ValueError(f"logits: expected one row of shape (V,), got shape {tuple(logits.shape)}")
+    z = logits.detach().float().cpu()
+    V = z.numel()
+    temps = torch.linspace(0.1, 2.5, n)  # (n,)
+    logp = F.log_softmax(z[None, :] / temps[:, None], dim=-1)  # (n, V)
+    effective = torch.exp(-(logp.exp() * logp).nan_to_num().sum(-1))  # (n,): exp(entropy)
+    ks = torch.arange(1, V + 1)
+    mass = F.softmax(z, dim=-1).sort(descending=True).values.cumsum(0)  # (V,): mass of the k most likely
+    ps = torch.linspace(0.05, 1.0, n)
+    kept = torch.tensor([int(torch.isfinite(top_p_filter(z, float(p))).sum()) for p in ps])
+    return {"temperature": (temps, effective), "top-k": (ks, mass), "top-p": (ps, kept)}
+
+
+def plot_knob_sweep(logits: torch.Tensor, context: str = ""):
+    """Three panels, one per slider, each swept over its whole range (what the panel adds over a grid)."""
+    sweep = knob_sweep(logits)
+    V = logits.size(-1)
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 2.8))
+    (t, eff), (k, mass), (p, kept) = sweep["temperature"], sweep["top-k"], sweep["top-p"]
+    axes[0].plot(t, eff)
+    axes[0].axvline(1.0, color="0.6", ls=":", lw=1)
+    axes[0].set(xlabel="temperature", ylabel="effective candidates", yscale="log", ylim=(0.8, V * 1.25),
+                title="temperature: exp(entropy)")
+    axes[1].plot(k, mass)
+    axes[1].set(xlabel="top-k", ylabel="probability kept", xscale="log", ylim=(0, 1.02), title="top-k at T=1: mass kept")
+    axes[2].step(p, kept, where="post")
+    axes[2].set(xlabel="top-p", ylabel="tokens kept", yscale="log", title="top-p at T=1: tokens kept")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.title.set_fontsize(9)
+    fig.suptitle("Each slider over its whole range" + (f", after {context[-30:]!r}" if context else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def sampling_panel(logits: torch.Tensor, labels: Sequence[str], context: str = "", show_fallback: bool = True):
     """Sliders for temperature, top-k and top-p over one next-token distribution.
 
-    Displays the widget and, below it, a static grid of four settings; returns the widget.
+    Displays the widget and, below it (show_fallback), its static copy: each knob swept over its
+    slider's range (`plot_knob_sweep`), which a grid of a few settings cannot show. Returns the widget.
     """
     import ipywidgets as widgets
     from IPython.display import display
@@ -103,6 +150,6 @@ def sampling_panel(logits: torch.Tensor, labels: Sequence[str], context: str = "
     ui = widgets.VBox([widgets.HBox([temperature, top_k, top_p]), out])
     display(ui)
     if show_fallback:
-        plot_filtering_grid(logits, labels, [(1.0, None, None), (0.5, None, None), (1.0, 5, None), (1.0, None, 0.9)])
+        plot_knob_sweep(logits, context)
         plt.show()
     return ui
