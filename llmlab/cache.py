@@ -2,6 +2,7 @@
 
 * `cache_dir()`: $LLMLAB_CACHE, else $XDG_CACHE_HOME/llmlab, else ~/.cache/llmlab.
 * `download(url, dest, sha256)`: fetch atomically, refusing content whose sha256 differs.
+* `write_atomic(path, write)`: how every cache file is written (a reader never sees half a file).
 
 No torch here: `llmlab doctor` reports the cache folder on a machine without it.
 """
@@ -12,6 +13,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -33,19 +35,32 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def write_atomic(path: Path, write: Callable[[str], object]) -> Path:
+    """write(tmp) into a temporary file beside `path`, then rename it over `path` (os.replace is
+    atomic): a reader never sees half a file, and a failed write leaves the old file (or none)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is plain data
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def download(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
     """Fetch `url` to `dest` atomically, refusing content whose sha256 differs."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
+
+    def fetch(tmp: str) -> None:
+        with open(tmp, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
             while block := r.read(1 << 20):
                 f.write(block)
         got = sha256_file(tmp)
         if got != sha256:
             raise ChecksumMismatch(f"{url}: sha256 {got} does not match the expected {sha256}; nothing was saved")
-        os.replace(tmp, dest)  # atomic: a half-written file is never taken for the corpus
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
+
+    return write_atomic(dest, fetch)  # a half-written file is never taken for the corpus

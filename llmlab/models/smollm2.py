@@ -35,15 +35,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
-from llmlab.cache import ChecksumMismatch, cache_dir, sha256_file
+from llmlab.cache import ChecksumMismatch, cache_dir, sha256_file, write_atomic
 from llmlab.device import get_device
 from llmlab.models.gpt import GPT, GPTConfig
 
@@ -99,21 +97,6 @@ def read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return d if isinstance(d, dict) else None
-
-
-def write_atomic(path: Path, write: Callable[[str], object]) -> None:
-    """write(tmp) into a temporary file beside `path`, then rename it over `path`: a reader never
-    sees half a file, and an interrupted write leaves the old file (or none)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is plain data
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ----------------------------------------------------------------------------- the model

@@ -36,12 +36,11 @@ import gzip
 import hashlib
 import importlib.util
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmlab.cache import cache_dir, sha256_file
+from llmlab.cache import cache_dir, sha256_file, write_atomic
 from llmlab.text.tokenizers import RankedBPETokenizer
 
 
@@ -123,15 +122,7 @@ def tiktoken_cache(names: tuple[str, ...] = tuple(SOURCES)) -> Path:
         if dest.is_file() and sha256_file(dest) == src.sha256:
             continue
         data = read_verified(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=dest.name + ".", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dest)  # atomic: tiktoken never reads a half-written file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(dest, lambda tmp: Path(tmp).write_bytes(data))  # tiktoken never reads a half-written file
     return folder
 
 
