@@ -105,6 +105,11 @@ def time_generate(a) -> None:
 
     ours, tok = load_smollm2(device="cpu")
     hf, _ = load_transformers_reference()
+    # generate() falls back to the model's own generation config for what the call leaves None, and
+    # SmolLM2's names <|im_end|> as its end-of-sequence token: without this, transformers stops there
+    # (after 84 of 128 tokens on this prompt) while llmlab writes all 128, and the timing compares
+    # different amounts of work
+    hf.generation_config.eos_token_id = None
     prompt = chat_prompt([{"role": "user", "content": "Explain in a few sentences why the sky is blue."}])
     idx = torch.tensor([tok.encode(prompt)])  # (1, T)
     n = a.new
@@ -125,8 +130,11 @@ def time_generate(a) -> None:
     _, a_out = run("llmlab")  # warm-up, and the tokens to compare
     _, b_out = run("transformers")
     same = torch.equal(a_out[:, idx.size(1):], b_out[:, idx.size(1):])
+    lengths = {"llmlab": a_out.size(1) - idx.size(1), "transformers": b_out.size(1) - idx.size(1)}
     print(f"generate: SmolLM2-135M-Instruct, prompt {idx.size(1)} tokens, {n} new tokens greedy with a KV cache; "
           f"same tokens: {same}")
+    if lengths != {"llmlab": n, "transformers": n}:
+        raise SystemExit(f"generate: expected {n} new tokens from both, got {lengths}: the timings would compare different work")
     times = {"llmlab": [], "transformers": []}
     for r in range(a.rounds):
         for name in ("llmlab", "transformers") if r % 2 == 0 else ("transformers", "llmlab"):
@@ -154,7 +162,10 @@ def main(argv=None) -> int:
     p.add_argument("--new", type=int, default=128, help="new tokens to generate")
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="train step: fp32, or bf16 autocast for both")
     p.add_argument("--compile", action="store_true", help="train step: torch.compile both models")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice, one per core)")
     a = p.parse_args(argv)
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
     import transformers
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads")

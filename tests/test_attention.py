@@ -184,6 +184,24 @@ def test_kv_cache_steps_equal_full_recompute(pos):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, **TOL)
 
 
+def test_kv_cache_appends_into_a_buffer_that_doubles():
+    """Appending 300 single steps after a prefill of 5: the layer's keys are always exactly what was
+    appended (a view of the filled part), and the buffer is reallocated O(log T) times, not every step."""
+    g = gen(11)
+    cache, want_k, want_v, buffers = A.KVCache(), [], [], set()
+    for t in [5] + [1] * 300:
+        k, v = torch.randn(2, 3, t, 4, generator=g), torch.randn(2, 3, t, 4, generator=g)
+        want_k.append(k)
+        want_v.append(v)
+        got_k, got_v = cache.update(0, k, v)
+        buffers.add(got_k.data_ptr())
+        assert got_k is cache.k[0] and got_v is cache.v[0]
+    torch.testing.assert_close(cache.k[0], torch.cat(want_k, dim=2), rtol=0, atol=0)
+    torch.testing.assert_close(cache.v[0], torch.cat(want_v, dim=2), rtol=0, atol=0)
+    assert cache.k[0].shape == (2, 3, 305, 4)
+    assert len(buffers) <= 5  # the prompt's own tensor, then buffers of 64, 130, 262, 526 positions
+
+
 def test_kv_cache_on_a_single_module():
     fast, slow = mha_pair()
     x = torch.randn(1, 6, 24, generator=gen(10))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from llmlab.models.gpt import GPT, GPTConfig, count_parameters, parameter_breakdown
 from llmlab.nn.block import Block
 from llmlab.nn.mlp import MLP
-from llmlab.nn.norms import LayerNorm, RMSNorm, layer_norm
+from llmlab.nn.norms import LayerNorm, RMSNorm, layer_norm, rms_norm
 
 
 def tiny(**kw) -> GPTConfig:
@@ -96,6 +96,22 @@ def test_rmsnorm_matches_closed_form():
     x = torch.randn(2, 3, 5, generator=g) + 1.5  # non-zero mean: RMSNorm must not centre
     expected = x / torch.sqrt((x**2).sum(-1, keepdim=True) / 5 + 0.1) * rms.weight
     torch.testing.assert_close(rms(x), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_rmsnorm_module_fused_equals_rms_norm_function_and_transformers_llama():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    g = torch.Generator().manual_seed(5)
+    rms, theirs = RMSNorm(64, eps=1e-5), LlamaRMSNorm(64, eps=1e-5)
+    with torch.no_grad():
+        rms.weight.copy_(torch.randn(64, generator=g))
+        theirs.weight.copy_(rms.weight)
+    x = torch.randn(3, 7, 64, generator=g) * 5 + 1
+    # the fused kernel (F.rms_norm) against the six operations written out: float32 rounding of O(1)
+    # outputs, ~1e-7 each; 2e-6 allows a few ulps
+    torch.testing.assert_close(rms(x), rms_norm(x, rms.weight, rms.eps), atol=2e-6, rtol=2e-6)
+    torch.testing.assert_close(rms(x), theirs(x), atol=2e-6, rtol=2e-6)
+    torch.testing.assert_close(rms_norm(x, None, 0.0).pow(2).mean(-1), torch.ones(3, 7), atol=1e-5, rtol=0)  # unit RMS
 
 
 # ----------------------------------------------------------------------------- parameter counts

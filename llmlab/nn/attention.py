@@ -164,7 +164,12 @@ def _check_mask(name: str, m: torch.Tensor | None, shape: tuple[int, ...], meani
 class KVCache:
     """Keys and values of the tokens seen so far, one entry per layer: [B, H_kv, T_past, D] (H_kv = H
     without grouped-query attention); `cross` holds each cross-attention layer's keys and values of the memory: [B, H_kv, Tk, D],
-    projected from the memory of the first call and reused after it (a new memory needs a new cache)."""
+    projected from the memory of the first call and reused after it (a new memory needs a new cache).
+
+    `k[layer]` and `v[layer]` are views of the filled part of a buffer with room to spare: appending a
+    step's keys writes into the buffer, and only when it is full is a new one, twice as long, allocated
+    and the old keys copied (so a run of T steps copies O(T) keys in all, where concatenating at every
+    step would copy O(T^2))."""
 
     k: list[torch.Tensor | None] = field(default_factory=list)
     v: list[torch.Tensor | None] = field(default_factory=list)
@@ -172,16 +177,31 @@ class KVCache:
 
     def __post_init__(self) -> None:
         self.length = 0  # positions already processed (set by the model after each forward)
+        self._room: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (k, v) buffers [B, H_kv, capacity, D]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append k, v [B, H_kv, T, D] to the layer's keys and values -> all of them, [B, H_kv, T_past + T, D]."""
         while len(self.k) <= layer:
             self.k.append(None)
             self.v.append(None)
-        if self.k[layer] is not None:
-            k = torch.cat([self.k[layer], k], dim=2)  # (B, H_kv, T_past + T, D)
-            v = torch.cat([self.v[layer], v], dim=2)
-        self.k[layer], self.v[layer] = k, v
-        return k, v
+        past_k, past_v = self.k[layer], self.v[layer]
+        if past_k is None:  # the first call (the prompt): keep the tensors, no copy
+            self.k[layer], self.v[layer] = k, v
+            return k, v
+        n, T = past_k.size(2), k.size(2)
+        room = self._room.get(layer)
+        fits = (room is not None and room[0].size(2) >= n + T and room[0].shape[:2] == k.shape[:2] and room[0].dtype == k.dtype
+                and room[0].data_ptr() == past_k.data_ptr())  # past_k is still a view of this buffer
+        if not fits:
+            capacity = max(2 * (n + T), 64)
+            kb = k.new_empty(k.shape[:2] + (capacity, k.size(3)))  # (B, H_kv, capacity, D)
+            vb = v.new_empty(v.shape[:2] + (capacity, v.size(3)))
+            kb[:, :, :n], vb[:, :, :n] = past_k, past_v
+            self._room[layer] = room = (kb, vb)
+        kb, vb = room
+        kb[:, :, n : n + T], vb[:, :, n : n + T] = k, v
+        self.k[layer], self.v[layer] = kb[:, :, : n + T], vb[:, :, : n + T]  # (B, H_kv, T_past + T, D) views
+        return self.k[layer], self.v[layer]
 
 
 class MultiHeadAttention(nn.Module):
