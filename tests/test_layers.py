@@ -28,7 +28,7 @@ from conftest import ROOT
 
 PKG = ROOT / "llmlab"
 LAYERS = [
-    ["llmlab.config", "llmlab.cache", "llmlab.device"],
+    ["llmlab.config", "llmlab.cache", "llmlab.device", "llmlab.stats"],
     ["llmlab"],  # the package: `from llmlab import fast_mode` (lazily from llmlab.device)
     ["llmlab.text", "llmlab.nn"],
     ["llmlab.models"],
