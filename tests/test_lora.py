@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from llmlab.models.gpt import GPT, GPTConfig
-from llmlab.nn.lora import LoRALinear, apply_lora, count_trainable, load_lora_state_dict, lora_state_dict, merge, unmerge
+from llmlab.nn.freeze import count_trainable
+from llmlab.nn.lora import LoRALinear, apply_lora, load_lora_state_dict, lora_state_dict, merge, unmerge
 
 
 def tiny_gpt(seed=0):

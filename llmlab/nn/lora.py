@@ -29,6 +29,8 @@ import math
 import torch
 from torch import nn
 
+from llmlab.nn.freeze import count_trainable
+
 
 class LoRALinear(nn.Module):
     """base(x) + (alpha / r) * lora_B(lora_A(x)); base frozen, lora_B zero at init."""
@@ -91,16 +93,6 @@ def unmerge(merged: nn.Linear, layer: LoRALinear) -> nn.Linear:
         if merged.bias is not None:
             out.bias.copy_(merged.bias)
     return out
-
-
-def count_trainable(model: nn.Module) -> int:
-    """Parameters with requires_grad, each shared tensor once."""
-    seen, n = set(), 0
-    for p in model.parameters():  # .parameters() already yields a shared tensor once
-        if p.requires_grad and id(p) not in seen:
-            seen.add(id(p))
-            n += p.numel()
-    return n
 
 
 def apply_lora(model: nn.Module, targets: tuple[str, ...], r: int, alpha: float) -> int:
