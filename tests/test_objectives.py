@@ -372,12 +372,12 @@ def test_resume_refuses_another_model_class_config_or_objective(tmp_path):
 
 def test_build_model_from_a_config_or_a_name():
     assert type(build_model(cls_config())) is SequenceClassifier and type(build_model(gpt_config())) is GPT
-    assert type(build_model(gpt_config().to_dict(), "GPT")) is GPT and set(MODELS) == {"GPT", "SequenceClassifier"}
-    with pytest.raises(ValueError, match="name='Bert': expected the model class of the config dict, one of GPT, SequenceClassifier"):
+    assert type(build_model(gpt_config().to_dict(), "GPT")) is GPT and set(MODELS) == {"GPT", "SequenceClassifier", "Encoder", "EncoderDecoder"}
+    with pytest.raises(ValueError, match="name='Bert': expected the model class of the config dict, one of GPT, SequenceClassifier, Encoder, EncoderDecoder"):
         build_model({}, "Bert")
     with pytest.raises(ValueError, match="name=None: expected the model class"):
         build_model({"vocab_size": 3})
-    with pytest.raises(ValueError, match="model config: expected one of GPTConfig, ClassifierConfig, got list"):
+    with pytest.raises(ValueError, match="model config: expected one of GPTConfig, ClassifierConfig, EncoderConfig, Seq2SeqConfig, got list"):
         build_model([3])
 
 
@@ -424,5 +424,5 @@ def test_trainer_arguments_are_checked():
         Trainer(gpt_config(), (tr, va), tc_())
     with pytest.raises(ValueError, match="block_size=8: TrainConfig.block_size is for the next-token shorthand"):
         Trainer(gpt_config(), NextToken(tr, va), tc_(block_size=8))
-    with pytest.raises(ValueError, match="model config: expected one of GPTConfig, ClassifierConfig, got str"):
+    with pytest.raises(ValueError, match="model config: expected one of GPTConfig, ClassifierConfig, EncoderConfig, Seq2SeqConfig, got str"):
         Trainer("gpt2", NextToken(tr, va), tc_())

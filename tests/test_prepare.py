@@ -32,4 +32,6 @@ def test_all_ready_exits_zero(monkeypatch, capsys):
 
 
 def test_the_steps_are_the_second_half_caches():
-    assert [what for what, _ in prepare.steps()] == ["SmolLM2-135M-Instruct (lesson 09)", "tokenizer vocabularies (lesson 09)"]
+    assert [what for what, _ in prepare.steps()] == ["SmolLM2-135M-Instruct (lesson 09)", "tokenizer vocabularies (lesson 09)",
+                                                     "all-MiniLM-L6-v2 (lesson 10)", "Django's translation catalogues (lesson 11)",
+                                                     "UCI sentiment sentences (lesson 12)"]
