@@ -5,6 +5,8 @@
 * `reject_unknown`, `check_types`: a dataclass's fields are the only names a section accepts,
   and each value must have its field's type (taken from the default): 'yes' is not a bool.
 * `parse_value`: a command-line value read as TOML ('3' -> 3, 'true' -> True), else a string.
+* `Settings`: `from_dict` / `to_dict` for a model's config dataclass (what a checkpoint stores),
+  every unknown key named at once.
 
 No torch here: the layer every other one may use.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -68,3 +70,21 @@ def load_toml(path) -> dict:
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config={str(p)!r}: not valid TOML ({e})") from e
+
+
+class Settings:
+    """Mixin for a dataclass of settings: `from_dict` (every unknown key named, with the known ones)
+    and `to_dict`. `KIND` names the settings in the message ("model", "encoder")."""
+
+    KIND = "model"
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.KIND} setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

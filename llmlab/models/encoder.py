@@ -27,11 +27,12 @@ encoder reads its input once).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from llmlab.config import Settings
 from llmlab.nn.block import Block
 from llmlab.nn.mlp import ACTIVATIONS
 from llmlab.nn.norms import LayerNorm, make_norm
@@ -40,7 +41,9 @@ from llmlab.nn.positional import POS_ENCODINGS, make_positional
 
 
 @dataclass
-class EncoderConfig:
+class EncoderConfig(Settings):
+    KIND = "encoder"  # in from_dict's message
+
     vocab_size: int = 30522  # BERT's WordPiece vocabulary (the specials included)
     block_size: int = 512  # the longest input (learned positions cannot go further)
     n_layer: int = 6  # blocks
@@ -80,16 +83,6 @@ class EncoderConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout}: expected a probability in [0, 1)")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "EncoderConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown encoder setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def attention_mask(is_token: torch.Tensor) -> torch.Tensor:

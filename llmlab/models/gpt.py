@@ -18,12 +18,13 @@ Left out on purpose: loading OpenAI's weights, mixture of experts, sliding-windo
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmlab.config import Settings
 from llmlab.nn.attention import KVCache
 from llmlab.nn.block import Block
 from llmlab.nn.mlp import ACTIVATIONS, MLP, swiglu_hidden
@@ -37,7 +38,7 @@ __all__ = ["GPT", "GPTConfig", "count_parameters", "parameter_breakdown", "run_t
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(Settings):
     vocab_size: int = 50257  # GPT-2's BPE vocabulary
     block_size: int = 1024  # the longest context the model sees (T max)
     n_layer: int = 12  # transformer blocks
@@ -87,16 +88,6 @@ class GPTConfig:
         if self.norm not in NORMS:
             raise ValueError(f"norm={self.norm!r}: expected one of {', '.join(NORMS)}")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------- the GPT

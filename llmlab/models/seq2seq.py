@@ -31,12 +31,13 @@ sentences are short), separate source and target vocabularies, label smoothing, 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmlab.config import Settings
 from llmlab.nn.block import Block
 from llmlab.nn.norms import NORMS, make_norm
 from llmlab.nn.positional import make_positional
@@ -88,7 +89,7 @@ class CrossAttention(nn.Module):
 
 # ----------------------------------------------------------------------------- the model
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(Settings):
     vocab_size: int = 100  # one word vocabulary for source and target (llmlab.text.translation.WordVocab)
     block_size: int = 64  # the longest source or target (learned positions have this many rows)
     n_encoder_layer: int = 2  # encoder blocks
@@ -124,16 +125,6 @@ class Seq2SeqConfig:
         if len(set(ids.values())) < 3:
             raise ValueError(f"pad_id, bos_id, eos_id = {self.pad_id}, {self.bos_id}, {self.eos_id}: expected three different ids")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "Seq2SeqConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
