@@ -26,13 +26,13 @@ encoder reads its input once).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from llmlab.config import Settings
+from llmlab.models.gpt import init_gpt2_
 from llmlab.nn.block import Block
 from llmlab.nn.mlp import ACTIVATIONS
 from llmlab.nn.norms import LayerNorm, make_norm
@@ -128,19 +128,7 @@ class Encoder(nn.Module):
                                           ln=LayerNorm(cfg.n_embd, bias=True, eps=cfg.norm_eps)))
             self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=True)
             self.lm_head.weight = self.transformer.wte.weight  # one matrix: input embedding and output layer
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2's scaled init of the residual branches' outputs
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        init_gpt2_(self, cfg.n_layer)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # a shared (tied) tensor counted once

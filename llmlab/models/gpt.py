@@ -90,6 +90,23 @@ class GPTConfig(Settings):
 
 
 
+def init_gpt2_(model: nn.Module, n_layer: int) -> None:
+    """GPT-2's initialisation, in place: every Linear and Embedding weight ~ N(0, 0.02), biases 0, then
+    each residual branch's output projection (`c_proj`) ~ N(0, 0.02 / sqrt(2 * n_layer)), so the
+    variance of the residual stream does not grow with depth (n_layer: the blocks the stream passes)."""
+
+    def init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    model.apply(init)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+
 # ----------------------------------------------------------------------------- the GPT
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
@@ -112,21 +129,7 @@ class GPT(nn.Module):
             self.lm_head.weight = self.transformer.wte.weight  # one matrix, two uses
         for i, block in enumerate(self.transformer.h):
             block.attn.layer_idx = i
-        self.apply(self._init_weights)
-        # GPT-2: scale the init of each residual branch's output by 1/sqrt(2 * n_layer),
-        # so the variance of the residual stream does not grow with depth.
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        init_gpt2_(self, cfg.n_layer)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameters, each shared tensor counted once. non_embedding drops positions and (untied) wte."""

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmlab.config import Settings
+from llmlab.models.gpt import init_gpt2_
 from llmlab.nn.block import Block
 from llmlab.nn.norms import NORMS, make_norm
 from llmlab.nn.positional import make_positional
@@ -157,17 +158,7 @@ class EncoderDecoder(nn.Module):
         self.decoder = stack(cfg.n_decoder_layer, cross=True)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied: one matrix embeds and un-embeds
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2's scaled init of each residual branch's output
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * (cfg.n_encoder_layer + cfg.n_decoder_layer)))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
+        init_gpt2_(self, cfg.n_encoder_layer + cfg.n_decoder_layer)  # the scaled c_proj: every block of both stacks
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied matrix once
