@@ -88,3 +88,12 @@ class Settings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check_sizes(self, names: tuple[str, ...] = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")) -> None:
+        """Each of `names` a positive integer, and n_embd divisible by n_head (each head gets n_embd / n_head channels)."""
+        for name in names:
+            v = getattr(self, name)
+            if not is_int(v) or v < 1:
+                raise ValueError(f"{name}={v!r}: expected a positive integer")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head needs n_embd / n_head channels")

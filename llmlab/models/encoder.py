@@ -62,12 +62,7 @@ class EncoderConfig(Settings):
     mlm_head: bool = True  # build the masked-LM head (MiniLM ships without one)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}={v!r}: expected a positive integer")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head needs n_embd / n_head channels")
+        self.check_sizes()
         if self.pos_encoding not in POS_ENCODINGS:
             raise ValueError(f"pos_encoding={self.pos_encoding!r}: expected one of {', '.join(POS_ENCODINGS)}")
         if self.pos_encoding == "alibi":

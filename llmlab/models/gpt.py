@@ -59,12 +59,7 @@ class GPTConfig(Settings):
     fast_attention: bool = True  # use F.scaled_dot_product_attention
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}={v!r}: expected a positive integer")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head needs n_embd / n_head channels")
+        self.check_sizes()
         h_kv = self.n_kv_head
         if h_kv is not None and (isinstance(h_kv, bool) or not isinstance(h_kv, int) or h_kv < 1 or self.n_head % h_kv):
             raise ValueError(f"n_kv_head={h_kv!r}: expected None or a positive divisor of n_head={self.n_head} "

@@ -107,12 +107,7 @@ class Seq2SeqConfig(Settings):
     eos_id: int = 2  # ends every target
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_encoder_layer", "n_decoder_layer", "n_head", "n_embd"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}={v!r}: expected a positive integer")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        self.check_sizes(("vocab_size", "block_size", "n_encoder_layer", "n_decoder_layer", "n_head", "n_embd"))
         if self.pos_encoding not in ("learned", "sinusoidal"):
             raise ValueError(f"pos_encoding={self.pos_encoding!r}: expected 'learned' or 'sinusoidal'")
         if self.norm not in NORMS:
