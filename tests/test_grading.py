@@ -11,7 +11,9 @@ import importlib.util
 import json
 import math
 import os
+import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -120,7 +122,8 @@ def test_same_submissions_same_grades_and_same_seed_same_feedback(graded, tmp_pa
     bank.build(tmp_path / "subs", [c for c in bank.CASES if c.name in names])
     a = grade([tmp_path / "subs"], "x", tmp_path / "a", workers=2, exercises=bank.EXERCISES, seed=123, limits=LIMITS)
     b = grade([tmp_path / "subs"], "x", tmp_path / "b", workers=1, exercises=bank.EXERCISES, seed=123, limits=LIMITS)
-    assert a.rows() == b.rows() == [r for r in result.rows() if r["student"] in names]
+    feedback = "".join((tmp_path / d / "feedback" / f"{n}.md").read_text(encoding="utf-8") for d in ("a", "b") for n in names)
+    assert a.rows() == b.rows() == [r for r in result.rows() if r["student"] in names], feedback
     for n in names:
         assert (tmp_path / "a" / "feedback" / f"{n}.md").read_bytes() == (tmp_path / "b" / "feedback" / f"{n}.md").read_bytes()
     assert (tmp_path / "a" / "grades.csv").read_bytes() == (tmp_path / "b" / "grades.csv").read_bytes()
@@ -252,3 +255,63 @@ def test_assignment_ids_come_from_the_notebook_metadata(tmp_path):
 def test_limits_name_the_bad_value():
     with pytest.raises(ValueError, match=r"Limits.memory_mb=0"):
         Limits(memory_mb=0)
+
+
+# ----------------------------------------------------------------------------- time limits on a busy machine
+_BUSY = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < {s}:\n    pass"
+
+
+def _pinned(cpu: int, code: str) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-c", code])
+    os.sched_setaffinity(p.pid, {cpu})
+    return p
+
+
+needs_schedstat = pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="no /proc/PID/schedstat (not Linux): limits are plain wall-clock")
+
+
+@needs_schedstat
+def test_own_clock_counts_sleep_but_not_waiting_for_a_cpu():
+    """Four CPU-bound processes on one core: each gets about a quarter of the wall-clock, and its
+    own time says so (< 0.6 of the wall: 0.25 expected, slack for the other CI worker's scheduling);
+    a sleeping process's own time is its wall-clock (> 0.9: waking up can wait for a CPU, briefly)."""
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    hogs = [_pinned(cpu, _BUSY.format(s=3.5)) for _ in range(3)]
+    busy, sleeper = _pinned(cpu, _BUSY.format(s=3.5)), _pinned(cpu, "import time; time.sleep(3.5)")
+    try:
+        time.sleep(0.5)  # past their start-up: the sleeper is asleep, the busy one busy
+        busy_clock, sleep_clock = sandbox.OwnClock(busy.pid), sandbox.OwnClock(sleeper.pid)
+        t0 = time.monotonic()
+        time.sleep(2.0)
+        wall = time.monotonic() - t0
+        own_busy, own_sleep = busy_clock(), sleep_clock()
+    finally:
+        for p in [*hogs, busy, sleeper]:
+            p.kill()
+            p.wait()
+    assert own_busy < 0.6 * wall, (own_busy, wall)
+    assert own_sleep > 0.9 * wall, (own_sleep, wall)
+
+
+@needs_schedstat
+@pytest.mark.slow
+def test_a_correct_notebook_gets_full_marks_on_a_starved_cpu(tmp_path):
+    """The grader and its sandbox share one core with three CPU-bound processes, so everything
+    takes about four times its own time in wall-clock (the interpreter's start-up alone ~4 x 2 s).
+    Limits count own time after the start-up, so a correct notebook still gets 10 / 10 with 2 s
+    per submission (with wall-clock limits that counted the start-up it got 0)."""
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    before = os.sched_getaffinity(0)
+    bank.build(tmp_path / "subs", [c for c in bank.CASES if c.name == "honest_correct"])
+    hogs = [_pinned(cpu, _BUSY.format(s=600)) for _ in range(3)]
+    os.sched_setaffinity(0, {cpu})  # this thread, and the threads and processes it starts (the sandbox keeps it)
+    try:
+        r = grade([tmp_path / "subs"], "x", tmp_path / "out", workers=1, exercises=bank.EXERCISES, seed=1,
+                  limits=Limits(cell_timeout=1.0, submission_timeout=2.0, memory_mb=1024))
+    finally:
+        os.sched_setaffinity(0, before)
+        for p in hogs:
+            p.kill()
+            p.wait()
+    feedback = (tmp_path / "out" / "feedback" / "honest_correct.md").read_text(encoding="utf-8")
+    assert r.rows()[0]["total"] == 10.0, feedback

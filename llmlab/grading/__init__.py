@@ -173,7 +173,7 @@ class Grader:
         process, skip it and run again, so a stray `while True:` or `sys.exit()` costs that
         cell, not the whole grade."""
         lim = self.limits
-        deadline = time.monotonic() + lim.submission_timeout
+        budget = [lim.submission_timeout]  # own seconds left for the notebook's code, over all attempts
         skip_cells: set[int] = set()
         skip_probes: dict[str, dict[int, str]] = {}
         outputs: dict[str, dict] = {}
@@ -196,7 +196,7 @@ class Grader:
                     "exercises": [{"id": ex.id, "name": ex.name, "skip_probes": sorted(skip_probes.get(ex.id, {}))} for ex in remaining],
                 }
                 (io / "request.json").write_text(json.dumps(request))
-                where, why = self._watch(io, work, deadline)
+                where, why = self._watch(io, work, budget)
                 for k, ex in enumerate(remaining):
                     try:
                         out = serialize.read(io / f"out-{k}")
@@ -226,7 +226,7 @@ class Grader:
                     log = _tail(io.parent / "log.txt")
                     res.notes.append(f"the grading process {why} before running the notebook's functions" + (f"; its last output: {log}" if log else ""))
                     break
-                if time.monotonic() >= deadline:
+                if budget[0] <= 0:
                     res.notes.append(f"the submission ran out of its {lim.submission_timeout:g} s in total")
                     break
             else:
@@ -240,31 +240,41 @@ class Grader:
             shutil.rmtree(box, ignore_errors=True)
         return outputs
 
-    def _watch(self, io: Path, work: Path, deadline: float) -> tuple[str, str]:
-        """Run one attempt; returns (last progress line, why it stopped)."""
+    def _watch(self, io: Path, work: Path, budget: list[float]) -> tuple[str, str]:
+        """Run one attempt; returns (last progress line, why it stopped). Limits count the
+        process's own time (sandbox.OwnClock), and budget[0], the submission's own seconds
+        left, shrinks by what this attempt used after its start-up."""
         lim = self.limits
         cgroup = sandbox.PidsCgroup(f"llmlab-grade-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}", lim.max_processes)
         proc = sandbox.spawn(io, work, io.parent / "log.txt", lim, cgroup)
-        last, since, why = "", time.monotonic(), None
+        clock = sandbox.OwnClock(proc.pid)
+        last, why = "", None
+        since = started = 0.0
+        left = budget[0]
         try:
             while True:
                 rc = proc.poll()
                 line = _last_line(io / "status")
-                now = time.monotonic()
+                now = clock()
                 if line != last:
+                    if last in ("", "start"):
+                        started = now
                     last, since = line, now
                 if rc is not None:
                     break
                 # the interpreter's start-up (importing torch) is not the student's time
-                allowance = max(lim.cell_timeout, 30.0) if last in ("", "start") else lim.cell_timeout
+                booting = last in ("", "start")
+                allowance = max(lim.cell_timeout, 30.0) if booting else lim.cell_timeout
                 if now - since > allowance:
                     why = f"ran longer than the {allowance:g} s limit per cell (an infinite loop?)"
                     break
-                if now > deadline:
+                if not booting and now - started > left:
                     why = f"was stopped at the {lim.submission_timeout:g} s limit per submission"
                     break
                 time.sleep(0.05)
         finally:
+            if last not in ("", "start"):
+                budget[0] = left - (clock() - started)
             sandbox.kill_tree(proc, cgroup)  # also any process the notebook left behind
             cgroup.remove()
         if why is None:
@@ -439,8 +449,9 @@ def configure_grade(p) -> None:
     p.add_argument("--exercises", default=None, help="comma-separated exercise ids (overrides the notebook's list)")
     p.add_argument("--workers", type=int, default=None, help=f"submissions graded in parallel (default: CPU count, here {default_workers()})")
     p.add_argument("--seed", type=int, default=None, help="repeat a run's inputs exactly (default: fresh; recorded in run.json)")
-    p.add_argument("--cell-timeout", type=float, default=Limits.cell_timeout, help="seconds per cell or per check (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=Limits.submission_timeout, help="seconds per submission (default %(default)s)")
+    p.add_argument("--cell-timeout", type=float, default=Limits.cell_timeout,
+                   help="own seconds (waiting for a CPU excluded) per cell or check (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=Limits.submission_timeout, help="seconds per submission, own time, start-up excluded (default %(default)s)")
     p.add_argument("--memory-mb", type=int, default=Limits.memory_mb, help="memory per submission in MB (default %(default)s)")
 
 

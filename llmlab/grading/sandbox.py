@@ -40,8 +40,10 @@ RUNNER = Path(__file__).with_name("runner.py")
 
 @dataclass(frozen=True)
 class Limits:
-    cell_timeout: float = 30.0  # wall-clock seconds for one notebook cell or one probe
-    submission_timeout: float = 120.0  # wall-clock seconds for a whole submission, all attempts
+    # Time limits count the submission's own time (see OwnClock): wall-clock seconds minus those it
+    # spent waiting for a CPU, so a busy grading machine does not fail a correct notebook.
+    cell_timeout: float = 30.0  # own seconds for one notebook cell or one probe
+    submission_timeout: float = 120.0  # own seconds for a whole submission, all attempts, start-up excluded
     memory_mb: int = 2048  # address space of the student's process (torch alone maps ~1 GB)
     max_processes: int = 32  # processes/threads of one submission (pids cgroup) or extra ones (RLIMIT_NPROC)
     cpu_threads: int = 1  # torch / OpenMP / MKL threads in the student's process
@@ -286,10 +288,13 @@ def spawn(io_dir: Path, work_dir: Path, log_path: Path, limits: Limits, cgroup: 
     cpu = int(limits.submission_timeout) + 5
     fsize = limits.max_file_mb << 20
     root = os.geteuid() == 0
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     log = open(log_path, "wb")
 
     def preexec() -> None:  # in the child, between fork and exec: keep it simple
         cgroup.join_self()
+        if cpus is not None:  # joining a cgroup resets the CPU affinity: keep the grader's (`taskset -c 2,3 llmlab grade`)
+            os.sched_setaffinity(0, cpus)
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -313,6 +318,35 @@ def spawn(io_dir: Path, work_dir: Path, log_path: Path, limits: Limits, cgroup: 
         )
     finally:
         log.close()
+
+
+def _run_delay(pid: int) -> float | None:
+    """Seconds the process's main thread has spent runnable but waiting for a CPU (Linux
+    schedstat), or None where the kernel does not say."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class OwnClock:
+    """The time a process has had to itself: wall-clock minus its wait for a CPU.
+
+    A CPU-bound cell that takes 2 s alone takes 6 s of wall-clock on two cores shared with five
+    other processes, but still 2 s of own time; a `time.sleep` or a blocking read counts in full
+    (sleeping is not waiting for a CPU). Where /proc/PID/schedstat is missing (not Linux), this
+    is plain wall-clock."""
+
+    def __init__(self, pid: int):
+        self.pid, self.t0 = pid, time.monotonic()
+        d = _run_delay(pid)
+        self._delay0, self._delay = d or 0.0, d or 0.0
+
+    def __call__(self) -> float:
+        d = _run_delay(self.pid)
+        if d is not None:  # None once the process has ended: keep the last reading
+            self._delay = d
+        return time.monotonic() - self.t0 - (self._delay - self._delay0)
 
 
 def kill_tree(proc: subprocess.Popen, cgroup: PidsCgroup) -> None:
