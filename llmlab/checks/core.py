@@ -325,7 +325,8 @@ def register(ex: Exercise) -> Exercise:
 
 
 # chapter modules, in course order; importing one registers its exercises
-CHAPTERS = ("tokenization", "embeddings", "attention", "positional", "block", "gpt", "training", "generation", "pretrained", "mlm", "seq2seq", "finetune", "sft", "lora")
+CHAPTERS = ("tokenization", "embeddings", "attention", "positional", "block", "gpt", "training", "generation",
+            "pretrained", "mlm", "seq2seq", "finetune", "sft", "lora")
 
 _loaded = False
 
