@@ -1,4 +1,5 @@
-"""Helpers of the check tests: a solutions notebook's code as plain Python, and `rejects`."""
+"""Helpers of the check tests: a solutions notebook's code as plain Python, `rejects`, the chapter
+contract, and running an unsolved exercises notebook."""
 
 from __future__ import annotations
 
@@ -52,3 +53,20 @@ def assert_chapter(ids: list[str], notebook: str) -> None:
     assert [e for e in REGISTRY if e.startswith(prefix)] == ids
     meta = nbformat.read(str(ROOT / "solutions" / notebook), as_version=4).metadata["llmlab"]
     assert meta == {"assignment": Path(notebook).stem, "exercises": ids}
+
+
+def assert_unsolved_runs(ids: list[str], notebook: str, capsys, after: str | None = None) -> str:
+    """Exec every code cell of exercises/NOTEBOOK (but the Colab install) as a learner who has
+    written nothing would: nothing raises, each of `ids` says "not implemented yet", and `after`
+    (text printed by a cell after the exercises) shows the notebook carried on. -> the output."""
+    nb = nbformat.read(str(ROOT / "exercises" / notebook), as_version=4)
+    ns: dict = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "google.colab" not in cell.source:
+            exec(compile(cell.source, notebook, "exec"), ns)
+    out = capsys.readouterr().out
+    for eid in ids:
+        assert f"… {eid}: not implemented yet\n" in out
+    if after is not None:
+        assert after in out, f"{notebook}: the cells after the exercises did not run (no {after!r} in the output)"
+    return out

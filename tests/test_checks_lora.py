@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import math
 
-import nbformat
 import torch
 from torch import nn
 
-from _checks import ROOT, assert_chapter, rejects
+from _checks import assert_chapter, assert_unsolved_runs, rejects
 from llmlab.checks import check, get_exercise, load_all
 from llmlab.nn import lora as ref
 
@@ -28,15 +27,7 @@ def test_chapter_contract():
 
 
 def test_unsolved_exercise_notebook_runs_to_the_end_saying_not_implemented_yet(capsys):
-    nb = nbformat.read(str(ROOT / "exercises" / "14_lora.ipynb"), as_version=4)
-    ns: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "google.colab" not in cell.source:
-            exec(compile(cell.source, "14_lora.ipynb", "exec"), ns)
-    out = capsys.readouterr().out
-    for eid in IDS:
-        assert f"… {eid}: not implemented yet\n" in out
-    assert "merged and adapted outputs differ by at most" in out  # the demo after the exercises ran too
+    assert_unsolved_runs(IDS, "14_lora.ipynb", capsys, after="merged and adapted outputs differ by at most")
 
 
 # ----------------------------------------------------------------------------- LoRALinear

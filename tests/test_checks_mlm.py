@@ -7,12 +7,11 @@ unsolved, runs to the end saying "not implemented yet"."""
 from __future__ import annotations
 
 import einops
-import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
 
-from _checks import ROOT, assert_chapter, rejects
+from _checks import assert_chapter, assert_unsolved_runs, rejects
 from llmlab.checks import check, get_exercise, load_all
 from llmlab.checks.core import make_generator
 
@@ -25,15 +24,7 @@ def test_chapter_contract():
 
 
 def test_unsolved_exercise_notebook_runs_to_the_end_saying_not_implemented_yet(capsys):
-    nb = nbformat.read(str(ROOT / "exercises" / "10_masked_lm.ipynb"), as_version=4)
-    ns: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "google.colab" not in cell.source:
-            exec(compile(cell.source, "10_masked_lm.ipynb", "exec"), ns)
-    out = capsys.readouterr().out
-    for eid in IDS:
-        assert f"… {eid}: not implemented yet\n" in out
-    assert "pseudo-log-likelihood" in out  # the cells after the exercises ran too
+    assert_unsolved_runs(IDS, "10_masked_lm.ipynb", capsys, after="pseudo-log-likelihood")
 
 
 # ----------------------------------------------------------------------------- mask_tokens

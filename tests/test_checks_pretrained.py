@@ -6,12 +6,11 @@ mistake is a known one. The exercise notebook, unsolved, runs to the end saying 
 from __future__ import annotations
 
 import einops
-import nbformat
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _checks import ROOT, assert_chapter, rejects
+from _checks import assert_chapter, assert_unsolved_runs, rejects
 from llmlab.checks import check, get_exercise, load_all
 from llmlab.checks.core import clone_args, make_generator
 
@@ -25,15 +24,7 @@ def test_chapter_contract():
 
 def test_unsolved_exercise_notebook_runs_to_the_end_saying_not_implemented_yet(capsys):
     """Every code cell of exercises/09_pretrained.ipynb (but the Colab install) runs without raising."""
-    nb = nbformat.read(str(ROOT / "exercises" / "09_pretrained.ipynb"), as_version=4)
-    ns: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "google.colab" not in cell.source:
-            exec(compile(cell.source, "09_pretrained.ipynb", "exec"), ns)
-    out = capsys.readouterr().out
-    for eid in IDS:
-        assert f"… {eid}: not implemented yet\n" in out
-    assert "same logits: True" in out  # the cells after the exercises ran too
+    assert_unsolved_runs(IDS, "09_pretrained.ipynb", capsys, after="same logits: True")
 
 
 # ----------------------------------------------------------------------------- SwiGLU

@@ -8,12 +8,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-import nbformat
 import pytest
 import torch
 from torch import nn
 
-from _checks import ROOT, assert_chapter, rejects
+from _checks import assert_chapter, assert_unsolved_runs, rejects
 from llmlab.checks import check, load_all
 
 load_all()
@@ -27,14 +26,7 @@ def test_chapter_contract():
 
 def test_unsolved_exercise_notebook_runs_to_the_end_saying_not_implemented_yet(capsys, monkeypatch):
     monkeypatch.setenv("LLMLAB_FAST", "1")
-    nb = nbformat.read(str(ROOT / "exercises" / "11_translation.ipynb"), as_version=4)
-    ns: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "google.colab" not in cell.source:
-            exec(compile(cell.source, "11_translation.ipynb", "exec"), ns)
-    out = capsys.readouterr().out
-    for eid in IDS:
-        assert f"… {eid}: not implemented yet\n" in out
+    assert_unsolved_runs(IDS, "11_translation.ipynb", capsys)
 
 
 # ----------------------------------------------------------------------------- shift_right

@@ -8,11 +8,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-import nbformat
 import pytest
 import torch
 
-from _checks import ROOT, assert_chapter, rejects, solution_namespace
+from _checks import assert_chapter, assert_unsolved_runs, rejects, solution_namespace
 from llmlab.checks import check, get_exercise, load_all
 from llmlab.checks.sft import F1_PAIRS, F1_PAIRS_2, RL_PAIRS, RL_PAIRS_2
 
@@ -31,15 +30,7 @@ def test_solutions_pass():
 
 
 def test_unsolved_exercise_notebook_runs_to_the_end_saying_not_implemented_yet(capsys):
-    nb = nbformat.read(str(ROOT / "exercises" / "13_instruction.ipynb"), as_version=4)
-    ns: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "google.colab" not in cell.source:
-            exec(compile(cell.source, "13_instruction.ipynb", "exec"), ns)
-    out = capsys.readouterr().out
-    for eid in IDS:
-        assert f"… {eid}: not implemented yet\n" in out
-    assert "the pieces together" in out  # the cell after the exercises ran too
+    assert_unsolved_runs(IDS, "13_instruction.ipynb", capsys, after="the pieces together")
 
 
 # ----------------------------------------------------------------------------- build_example
