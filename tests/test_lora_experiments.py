@@ -20,11 +20,11 @@ from llmlab.nn.lora import LoRALinear, apply_lora
 from llmlab.text.sentiment import ASPECTS, INTENSIFIERS, NEGATIVE, POSITIVE, Review, procedural_reviews
 from llmlab.text.wordpiece import WordPieceTokenizer
 from llmlab.train import lora_chat
+from llmlab.train.finetune import EncoderClassifier
 from llmlab.train.lora_costs import GPT2_SMALL, adamw_bytes, adamw_state_bytes, classifier_size, linear_shapes, lora_trainable, save_adapter
 from llmlab.train.lora_experiments import (
     TARGETS,
     FinetuneConfig,
-    SentenceClassifier,
     SweepConfig,
     alpha_rule_toy,
     attention_updates,
@@ -166,7 +166,7 @@ def test_encode_cuts_long_sentences_keeping_sep():
 @pytest.mark.parametrize("method,r", [("head", None), ("full", None), ("lora", 2)])
 def test_finetune_trains_what_the_method_says_and_reports_exact_sizes(method, r):
     tok, enc, data = tiny_setup()
-    base = SentenceClassifier(enc)
+    base = EncoderClassifier(enc)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     model, rec = finetune(base, data, FinetuneConfig(method, r=r, steps=3, batch_size=8, alpha=4.0), tok.pad_id)
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())  # the base is copied, never trained
@@ -191,7 +191,7 @@ def test_finetune_trains_what_the_method_says_and_reports_exact_sizes(method, r)
 
 def test_predict_batched_by_length_equals_one_sentence_at_a_time():
     tok, enc, data = tiny_setup()
-    model = SentenceClassifier(enc).eval()
+    model = EncoderClassifier(enc).eval()
     pred, logits = predict(model, data["test"], batch_size=5, return_logits=True)
     with torch.no_grad():
         one = torch.cat([model(ids[None], torch.ones(1, len(ids), dtype=torch.bool)) for ids, _ in data["test"]])

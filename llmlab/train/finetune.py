@@ -94,17 +94,22 @@ def encoder_features(encoder: nn.Module, tok, texts: Sequence[str], max_length: 
 
 
 @torch.no_grad()
-def predict_encoder(clf: EncoderClassifier, tok, texts: Sequence[str], max_length: int = 64, batch_size: int = 64) -> list[int]:
-    rows = encode_texts(tok, texts, max_length)
-    pred = [0] * len(rows)
+def encoder_logits(clf: nn.Module, rows: Sequence[Sequence[int]], pad_id: int, batch_size: int = 64) -> torch.Tensor:
+    """Logits [N, K] of a classifier (ids, is_token) -> [B, K] on token-id rows, batched by length, in eval mode."""
+    out: list = [None] * len(rows)
     was = clf.training
     clf.eval()
+    dev = _dev(clf)
     for idx in _by_length(rows, batch_size):
-        ids, is_token = _pad([rows[i] for i in idx], tok.pad_id)
-        for i, p in zip(idx, clf(ids, is_token).argmax(-1).tolist()):
-            pred[i] = p
+        ids, is_token = _pad([rows[i] for i in idx], pad_id)
+        for i, row in zip(idx, clf(ids.to(dev), is_token.to(dev)).float().cpu()):  # (b, K)
+            out[i] = row
     clf.train(was)
-    return pred
+    return torch.stack(out)
+
+
+def predict_encoder(clf: EncoderClassifier, tok, texts: Sequence[str], max_length: int = 64, batch_size: int = 64) -> list[int]:
+    return encoder_logits(clf, encode_texts(tok, texts, max_length), tok.pad_id, batch_size).argmax(-1).tolist()
 
 
 class EncoderClassification(Objective):

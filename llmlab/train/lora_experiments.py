@@ -1,14 +1,14 @@
 """LoRA measured on a real classifier: rank 1 … 16 against full fine-tuning and head-only (lesson 14).
 
 The model is all-MiniLM-L6-v2 (llmlab.models.minilm, 22.6M parameters) with mean pooling and a new
-linear head (`SentenceClassifier`), on the UCI review sentences (llmlab.text.sentiment; the procedural
+linear head (lesson 12's `EncoderClassifier`), on the UCI review sentences (llmlab.text.sentiment; the procedural
 reviews when they cannot be had). Three ways to fine-tune it, on one split, with the same batches:
 
     head-only   the head alone trains (770 numbers): logistic regression on frozen sentence vectors
     full        every parameter trains (22.6M)
     LoRA r      the head and rank-r adapters on every Linear of the six blocks (llmlab.nn.lora)
 
-`finetune` runs one of them through the course's Trainer (`SentenceClassification` is its objective)
+`finetune` runs one of them through the course's Trainer (lesson 12's `EncoderClassification` is its objective)
 and returns a plain record: test accuracy with its Wilson interval, what trained, the adapter's
 safetensors bytes, AdamW's state bytes (measured, and the closed form of llmlab.train.lora_costs),
 the size of the update it made to the weights and, for full fine-tuning, the singular values of that
@@ -40,18 +40,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 
 from llmlab.cache import cache_dir, write_atomic
 from llmlab.models.encoder import Encoder
 from llmlab.nn.freeze import count_trainable, freeze_all_but
 from llmlab.nn.lora import LoRALinear, apply_lora, lora_state_dict
-from llmlab.nn.pooling import mean_pool
 from llmlab.stats import wilson_interval
-from llmlab.text.sentiment import Review, load_sentiment, split_reviews
+from llmlab.text.sentiment import Review
+from llmlab.train.finetune import EncoderClassification, EncoderClassifier, encode_texts, encoder_logits
 from llmlab.train.loop import TrainConfig, Trainer
 from llmlab.train.lora_costs import adamw_bytes, adamw_state_bytes, save_adapter, trainable_tensors
-from llmlab.train.objectives import Batch, Objective, rank_share
+from llmlab.train.transfer import lesson_data
 
 FORMAT = 1  # bump when a cached record's meaning changes
 TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # every Linear of MiniLM's blocks
@@ -59,84 +58,19 @@ METHODS = ("head", "full", "lora")
 LRS = {"head": 1e-2, "full": 1e-4, "lora": 1e-3}  # one per method, fixed before the runs (see the module docstring)
 
 
-# ----------------------------------------------------------------------------- the model and its objective
-class SentenceClassifier(nn.Module):
-    """ids[B, T], is_token[B, T] -> encoder h[B, T, C] -> mean over the real tokens [B, C] -> head [B, K]."""
-
-    def __init__(self, encoder: Encoder, n_classes: int = 2):
-        super().__init__()
-        self.encoder = encoder
-        self.head = nn.Linear(encoder.config.n_embd, n_classes)
-        nn.init.normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, ids: torch.Tensor, is_token: torch.Tensor) -> torch.Tensor:
-        return self.head(mean_pool(self.encoder(ids, is_token), is_token))  # (B, T, C) -> (B, C) -> (B, K)
-
-
+# ----------------------------------------------------------------------------- the model and its data
+# The classifier, its objective and batched prediction are lesson 12's (llmlab.train.finetune): MiniLM with
+# mean pooling and a new Linear head (`EncoderClassifier`), trained by `EncoderClassification`.
 def encode(tok, reviews: Sequence[Review], max_length: int) -> list[tuple[torch.Tensor, int]]:
     """Reviews -> [(ids LongTensor[L], label)], L <= max_length ([CLS] ... [SEP], [SEP] kept when cut)."""
-    out = []
-    for r in reviews:
-        ids = tok.encode(r.text)
-        ids = ids if len(ids) <= max_length else ids[: max_length - 1] + [tok.sep_id]
-        out.append((torch.tensor(ids, dtype=torch.long), int(r.label)))
-    return out
+    rows = encode_texts(tok, [r.text for r in reviews], max_length)
+    return [(torch.tensor(ids, dtype=torch.long), int(r.label)) for ids, r in zip(rows, reviews)]
 
 
-def collate(rows: Sequence[torch.Tensor], labels: torch.Tensor, pad_id: int) -> Batch:
-    """Right-padded (ids[B, T], is_token[B, T], labels[B])."""
-    ids = pad_sequence(list(rows), batch_first=True, padding_value=pad_id)  # (B, T), T = the longest here
-    lengths = torch.tensor([len(r) for r in rows])
-    is_token = torch.arange(ids.size(1))[None, :] < lengths[:, None]  # (B, T)
-    return ids, is_token, labels
-
-
-class SentenceClassification(Objective):
-    """Cross-entropy of a SentenceClassifier on (ids, label) pairs; batches drawn with replacement.
-    A batch is (ids[B, T], is_token[B, T], labels[B]); the loss is a mean over its B sentences."""
-
-    def __init__(self, train_set: Sequence, val_set: Sequence, pad_id: int, seed: int = 1337):
-        super().__init__(seed)
-        for name, data in (("train_set", train_set), ("val_set", val_set)):
-            if len(data) == 0:
-                raise ValueError(f"{name}: expected a non-empty list of (ids, label) pairs")
-        self.pad_id = pad_id
-        self.train_rows, self.train_labels = [x for x, _ in train_set], torch.tensor([y for _, y in train_set])
-        self.val_rows, self.val_labels = [x for x, _ in val_set], torch.tensor([y for _, y in val_set])
-
-    def batches(self, batch_size: int, n_micro: int = 1, world_size: int = 1, rank: int = 0) -> list[Batch]:
-        idx = torch.randint(len(self.train_rows), (n_micro * world_size * batch_size,), generator=self.generator)
-        return [collate([self.train_rows[i] for i in share.tolist()], self.train_labels[share], self.pad_id)
-                for share in rank_share(idx, n_micro, world_size, rank)]
-
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        ids, is_token, labels = batch
-        return F.cross_entropy(model(ids, is_token).float(), labels)
-
-    def evaluate(self, model: nn.Module, batch_size: int, iters: int) -> dict[str, float]:
-        n = min(len(self.val_rows), batch_size * iters)
-        pred, logits = predict(model, list(zip(self.val_rows[:n], self.val_labels[:n].tolist())), batch_size, return_logits=True)
-        return {"val_loss": F.cross_entropy(logits, self.val_labels[:n]).item(), "val_accuracy": (pred == self.val_labels[:n]).float().mean().item()}
-
-
-@torch.no_grad()
 def predict(model: nn.Module, data: Sequence[tuple[torch.Tensor, int]], batch_size: int = 64, return_logits: bool = False):
     """Predicted classes LongTensor[N] (and logits [N, K]) of (ids, label) pairs; batched by length (less padding)."""
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(data)), key=lambda i: len(data[i][0]))
-    logits = [None] * len(data)
-    dev = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        ids, is_token, _ = collate([data[i][0] for i in chunk], torch.zeros(len(chunk), dtype=torch.long), 0)
-        out = model(ids.to(dev), is_token.to(dev)).float().cpu()  # (b, K)
-        for j, i in enumerate(chunk):
-            logits[i] = out[j]
-    model.train(was_training)
-    stacked = torch.stack(logits)  # (N, K)
-    return (stacked.argmax(-1), stacked) if return_logits else stacked.argmax(-1)
+    logits = encoder_logits(model, [ids.tolist() for ids, _ in data], pad_id=0, batch_size=batch_size)  # pads are masked: any id
+    return (logits.argmax(-1), logits) if return_logits else logits.argmax(-1)
 
 
 # ----------------------------------------------------------------------------- one run
@@ -169,7 +103,7 @@ class FinetuneConfig:
         return f"LoRA r={self.r}" if self.method == "lora" else {"head": "head-only", "full": "full fine-tuning"}[self.method]
 
 
-def prepare(model: SentenceClassifier, cfg: FinetuneConfig) -> int:
+def prepare(model: EncoderClassifier, cfg: FinetuneConfig) -> int:
     """Set what trains for the method (adapters are added for "lora"); -> the trainable count."""
     if cfg.method == "full":
         return freeze_all_but(model, [""])  # every name starts with ""
@@ -218,7 +152,7 @@ def lora_update_norm(model: nn.Module) -> float:
     return math.sqrt(sum(float(m.delta_weight().detach().double().pow(2).sum()) for m in model.modules() if isinstance(m, LoRALinear)))
 
 
-def finetune(base: SentenceClassifier, data: dict, cfg: FinetuneConfig, pad_id: int, with_spectra: bool = True) -> tuple[SentenceClassifier, dict]:
+def finetune(base: EncoderClassifier, data: dict, cfg: FinetuneConfig, pad_id: int, with_spectra: bool = True) -> tuple[EncoderClassifier, dict]:
     """Train a copy of `base` by cfg's method on data["train"], score it on data["test"] -> (model, record).
     data: {"train", "val", "test"}: lists of (ids, label) from `encode`."""
     torch.manual_seed(cfg.seed)
@@ -231,7 +165,7 @@ def finetune(base: SentenceClassifier, data: dict, cfg: FinetuneConfig, pad_id: 
     tc = TrainConfig(max_steps=cfg.steps, batch_size=cfg.batch_size, lr=lr, min_lr=lr, warmup_steps=0, weight_decay=0.0,
                      beta2=0.999, grad_clip=1.0, eval_interval=cfg.steps, eval_iters=max(1, len(data["val"]) // cfg.batch_size),
                      log_interval=cfg.steps, device="cpu", seed=cfg.seed, progress=False)
-    objective = SentenceClassification(data["train"], data["val"], pad_id, seed=cfg.seed)
+    objective = EncoderClassification(data["train"], data["val"], pad_id, seed=cfg.seed)
     t0 = time.perf_counter()
     trainer = Trainer(model, objective, tc)
     result = trainer.fit()
@@ -288,8 +222,7 @@ class SweepConfig:
 
 def sweep_data(cfg: SweepConfig, tok) -> tuple[dict, str]:
     """The split (lesson 12's: stratified 70 / 15 / 15, seed 0), cut to the config's sizes and encoded -> (data, note)."""
-    reviews, note = load_sentiment(cfg.source)
-    parts = split_reviews(reviews, (0.7, 0.15, 0.15), seed=0)
+    parts, note = lesson_data(cfg.source)
     data = {"train": encode(tok, parts["train"][: cfg.n_train], cfg.max_length), "val": encode(tok, parts["val"][: cfg.n_val], cfg.max_length),
             "test": encode(tok, parts["test"][: cfg.n_test], cfg.max_length)}
     return data, note
@@ -317,7 +250,7 @@ def lora_sweep(cfg: SweepConfig, load_encoder: Callable[[], tuple[Encoder, objec
         except (ValueError, KeyError):
             pass  # unreadable: run again
     say(f"{note}; {len(data['train'])} train / {len(data['val'])} val / {len(data['test'])} test sentences")
-    base = SentenceClassifier(encoder.float())
+    base = EncoderClassifier(encoder.float())
     t0, records = time.perf_counter(), []
     for run in cfg.runs():
         _, rec = finetune(base, data, run, tok.pad_id)
