@@ -326,7 +326,7 @@ def register(ex: Exercise) -> Exercise:
 
 # chapter modules, in course order; importing one registers its exercises
 CHAPTERS = ("tokenization", "embeddings", "attention", "positional", "block", "gpt", "training", "generation",
-            "pretrained", "mlm", "seq2seq", "finetune", "sft", "lora")
+            "pretrained", "mlm", "seq2seq", "finetune", "sft", "lora", "rlhf", "dpo", "interp")
 
 _loaded = False
 
