@@ -41,6 +41,8 @@ from torch import nn
 from llmlab.cache import cache_dir, write_atomic
 from llmlab.device import fast_mode
 from llmlab.stats import bootstrap_ci, wilson_interval
+from llmlab.train import preference
+from llmlab.train.preference import token_logprobs
 
 
 def _check_shapes(logits: torch.Tensor, ids: torch.Tensor, is_response: torch.Tensor) -> None:
@@ -52,19 +54,13 @@ def _check_shapes(logits: torch.Tensor, ids: torch.Tensor, is_response: torch.Te
         raise ValueError(f"is_response: expected a bool tensor of shape {tuple(ids.shape)}, got {is_response.dtype} {tuple(is_response.shape)}")
 
 
-def token_logprobs_of(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """[B, T, V], [B, T] -> [B, T-1]: entry t is log p(ids[:, t+1]) under logits[:, t] (the shift)."""
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V): position t predicts token t+1
-    return logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-
-
 def sequence_logprob(logits: torch.Tensor, ids: torch.Tensor, is_response: torch.Tensor) -> torch.Tensor:
     """log π(response | prompt) of each row: [B, T, V], [B, T], bool [B, T] -> [B].
 
     The sum over positions t >= 1 with is_response[:, t] of log softmax(logits[:, t-1])[ids[:, t]]: every
     response token scored given everything before it; prompt and padding contribute nothing."""
     _check_shapes(logits, ids, is_response)
-    per_token = token_logprobs_of(logits, ids)  # (B, T-1): entry t-1 scores token t
+    per_token = token_logprobs(logits, ids)  # (B, T-1): entry t-1 scores token t
     return (per_token * is_response[:, 1:]).sum(-1)  # (B,)
 
 
@@ -244,8 +240,6 @@ def sample_eval(policy: nn.Module, reference: nn.Module, tok, prompts: list[str]
     """Sample one response per prompt from `policy` and measure it: gold reward, KL to `reference` (the sum over
     response tokens of log π - log π_ref, per row, on these samples), response length in characters (END
     excluded), distinct-2. Each with a 95 % bootstrap interval over the prompts; texts kept for win rates."""
-    from llmlab.train import preference
-
     ro = preference.sample(policy, tok, prompts, generator=torch.Generator().manual_seed(seed))
     gold = preference.gold_reward(ro.texts).double()
     lp = preference.response_logprobs(policy, ro.ids, ro.is_response).double()  # (B, T), 0 off the response
@@ -264,8 +258,6 @@ REF_SEED, POLICY_SEED = 1000, 2000  # sampling seeds: the reference's comparison
 
 
 def _world(fast: bool) -> tuple:
-    from llmlab.train import preference
-
     train, test = preference.preference_pairs("train", fast=fast), preference.preference_pairs("test", fast=fast)
     h = hashlib.sha256(json.dumps([train.chosen, train.rejected, test.chosen, test.rejected]).encode()).hexdigest()
     return train, test, h
@@ -291,8 +283,6 @@ def _cached(name: str, key: dict, make: Callable[[], dict], say) -> dict:
 def reference_eval(n_prompts: int = 200, fast: bool | None = None, say: Callable[[str], None] | None = print) -> dict:
     """The SFT reference's own samples on the first n test prompts (cached): what every DPO policy is compared with,
     plus a second reference sample of the same prompts and its win rate against the first (≈ 50 %: the baseline)."""
-    from llmlab.train import preference
-
     fast = fast_mode() if fast is None else fast
     n_prompts = min(n_prompts, 12) if fast else n_prompts
     _, _, world = _world(fast)
@@ -314,8 +304,6 @@ def dpo_run(cfg: DPOConfig = DPOConfig(), fast: bool | None = None, say: Callabl
     """One DPO run from `preference.sft_policy()` on `preference.preference_pairs("train")`, measured and cached
     (course cache, keyed by the recipe and the pairs): {"config", "label", "history", "heldout", "eval", "win",
     "noise_ceiling", "train_seconds", "seconds", "key"}. Fast mode shrinks the recipe (`fast_config`)."""
-    from llmlab.train import preference
-
     fast = fast_mode() if fast is None else fast
     cfg = fast_config(cfg) if fast else cfg
     train, test, world = _world(fast)

@@ -45,6 +45,7 @@ from llmlab.stats import wilson_interval
 from llmlab.train import preference as world
 from llmlab.train.checkpoint import rng_state, set_rng_state
 from llmlab.train.preference import PreferencePairs, Rollout, token_logprobs  # noqa: F401  (token_logprobs: exercise reference)
+from llmlab.train.transfer import Score
 
 FORMAT = 1  # bump when what a cached reward model or run holds changes
 
@@ -159,21 +160,12 @@ def rm_scores(rm: RewardModel, ids: torch.Tensor, mask: torch.Tensor, batch_size
 
 
 @dataclass(frozen=True)
-class PairAccuracy:
-    """A reward model on N pairs: k agree with the (noisy) labels; k_gold of n_gold agree with the gold order (gold ties left out)."""
+class PairAccuracy(Score):
+    """A reward model on N pairs: k of n agree with the (noisy) labels (`Score`'s accuracy and Wilson interval);
+    k_gold of n_gold agree with the gold order (gold ties left out)."""
 
-    k: int
-    n: int
     k_gold: int
     n_gold: int
-
-    @property
-    def accuracy(self) -> float:
-        return self.k / self.n
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.k, self.n)
 
     @property
     def gold_accuracy(self) -> float:
